@@ -1,0 +1,20 @@
+//! The contracts every Spritz gateway process agrees on: message bodies and their
+//! versions, AMQP message properties, the queue topology and how it is declared, and
+//! the Slack request signature.
+//!
+//! Layout: [`message`] decodes versioned bodies; [`slack_event`] and [`lifecycle`] are
+//! the two message kinds; [`properties`] builds and reads AMQP properties (message id,
+//! type, timestamp, `traceparent`, retry headers); [`topology`] names every exchange and
+//! queue and declares them; [`slack_signature`] signs and verifies Slack requests.
+
+pub mod lifecycle;
+pub mod message;
+pub mod properties;
+pub mod slack_event;
+pub mod slack_signature;
+pub mod topology;
+pub mod traceparent;
+
+pub use lifecycle::{LifecycleEvent, Phase};
+pub use message::{DecodeError, MessageType, decode};
+pub use slack_event::{SlackEvent, SlackEventKind, SlackRetry, UserMessage, UserMessageKind};

@@ -1,0 +1,195 @@
+//! Per-test isolation on the shared RabbitMQ and Redis: every test gets its own vhost
+//! (so the fixed topology names of SPEC §4 never collide between parallel tests) and
+//! its own Redis key prefix.
+//!
+//! Vhosts are created through the RabbitMQ management API (`rabbitmq_management`,
+//! enabled by `scripts/test`). They are named `spritz-test-<uuid>`; the test script
+//! deletes leftovers before and after a run, so a crashed test leaks nothing for long.
+
+use std::time::Duration;
+
+/// Where the management API and AMQP listener of the test broker are.
+#[derive(Clone, Debug)]
+pub struct BrokerAdmin {
+    http: reqwest::Client,
+    management_url: String,
+    amqp_host: String,
+    user: String,
+    password: String,
+}
+
+impl BrokerAdmin {
+    /// The local broker: `SPRITZ_TEST_RABBITMQ_MANAGEMENT_URL` (default
+    /// `http://127.0.0.1:15672`) and AMQP on `SPRITZ_TEST_RABBITMQ_AMQP_HOST`
+    /// (default `127.0.0.1:5672`), user guest/guest.
+    pub fn from_env() -> Self {
+        let management_url = std::env::var("SPRITZ_TEST_RABBITMQ_MANAGEMENT_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned());
+        let amqp_host = std::env::var("SPRITZ_TEST_RABBITMQ_AMQP_HOST")
+            .unwrap_or_else(|_| "127.0.0.1:5672".to_owned());
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("reqwest client"),
+            management_url,
+            amqp_host,
+            user: "guest".to_owned(),
+            password: "guest".to_owned(),
+        }
+    }
+
+    /// Creates a fresh vhost with full permissions for the test user.
+    pub async fn create_vhost(&self) -> anyhow::Result<TestVhost> {
+        let name = format!("spritz-test-{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{}/api/vhosts/{}", self.management_url, name);
+        self.http
+            .put(&url)
+            .basic_auth(&self.user, Some(&self.password))
+            .json(&serde_json::json!({"default_queue_type": "classic"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let url = format!(
+            "{}/api/permissions/{}/{}",
+            self.management_url, name, self.user
+        );
+        self.http
+            .put(&url)
+            .basic_auth(&self.user, Some(&self.password))
+            .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(TestVhost {
+            admin: self.clone(),
+            name,
+        })
+    }
+}
+
+/// A vhost that belongs to one test.
+#[derive(Clone, Debug)]
+pub struct TestVhost {
+    admin: BrokerAdmin,
+    name: String,
+}
+
+impl TestVhost {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An AMQP URL that points at this vhost.
+    pub fn amqp_url(&self) -> String {
+        format!(
+            "amqp://{}:{}@{}/{}",
+            self.admin.user, self.admin.password, self.admin.amqp_host, self.name
+        )
+    }
+
+    /// Messages ready in `queue` (0 when the queue does not exist yet).
+    pub async fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
+        let url = format!(
+            "{}/api/queues/{}/{}",
+            self.admin.management_url, self.name, queue
+        );
+        let response = self
+            .admin
+            .http
+            .get(&url)
+            .basic_auth(&self.admin.user, Some(&self.admin.password))
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(0);
+        }
+        let body: serde_json::Value = response.error_for_status()?.json().await?;
+        Ok(body["messages"].as_u64().unwrap_or(0))
+    }
+
+    /// Force-closes every client connection to this vhost, as a broker restart or a
+    /// network cut would, without disturbing tests in other vhosts.
+    pub async fn close_connections(&self) -> anyhow::Result<usize> {
+        let url = format!(
+            "{}/api/vhosts/{}/connections",
+            self.admin.management_url, self.name
+        );
+        let connections: Vec<serde_json::Value> = self
+            .admin
+            .http
+            .get(&url)
+            .basic_auth(&self.admin.user, Some(&self.admin.password))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut closed = 0;
+        for connection in connections {
+            let Some(name) = connection["name"].as_str() else {
+                continue;
+            };
+            let url = format!(
+                "{}/api/connections/{}",
+                self.admin.management_url,
+                url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+            );
+            let status = self
+                .admin
+                .http
+                .delete(&url)
+                .basic_auth(&self.admin.user, Some(&self.admin.password))
+                .header("X-Reason", "spritz test: forced close")
+                .send()
+                .await?
+                .status();
+            if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Deletes the vhost and everything in it.
+    pub async fn delete(self) -> anyhow::Result<()> {
+        let url = format!("{}/api/vhosts/{}", self.admin.management_url, self.name);
+        self.admin
+            .http
+            .delete(&url)
+            .basic_auth(&self.admin.user, Some(&self.admin.password))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+/// A Redis key prefix no other test uses.
+pub fn redis_prefix() -> String {
+    format!("spritz-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// The Redis URL tests use (`SPRITZ_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`).
+pub fn redis_url() -> String {
+    std::env::var("SPRITZ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Polls `probe` until it yields `Some`, or fails after `timeout`. For conditions
+/// that have no push signal (a queue depth seen through the management API); fakes
+/// with their own notifications should be awaited directly instead.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,13 @@
+//! Fakes of the services the gateway talks to but does not own — Slack, the Spritz
+//! backend, the Spritz API with its ACP agent, and the Kubernetes API — plus the
+//! isolation helpers that give each test its own RabbitMQ vhost and Redis key prefix.
+//!
+//! Tests start the fakes in-process on port 0 and drive them through their methods;
+//! the dev stack runs them as one process (`spritz-sandbox`) and drives them through
+//! the same operations exposed as a small HTTP control API.
+
+pub mod backend;
+pub mod isolation;
+pub mod kubernetes;
+pub mod slack;
+pub mod spritz_api;
