@@ -1,0 +1,79 @@
+//! Metrics every process exports (docs/metrics.md, "Every process"): build info, broker
+//! connection state and confirmed publishes. Role-specific metrics live in each role's
+//! own `metrics` module and register into the same [`prometheus::Registry`].
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Buckets for sub-second operations (publish confirms, HTTP calls).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets for end-to-end waits that may take a minute (receive to reply).
+pub const END_TO_END_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// Broker and publish metrics, shared by every role.
+#[derive(Clone, Debug)]
+pub struct BrokerMetrics {
+    pub connected: IntGauge,
+    pub reconnects: IntCounter,
+    pub publishes: IntCounterVec,
+    pub confirm_seconds: HistogramVec,
+}
+
+impl BrokerMetrics {
+    /// # Errors
+    /// A metric with the same name is already registered.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let connected = IntGauge::new(
+            "spritz_broker_connected",
+            "1 while the broker connection is up and the topology declared",
+        )?;
+        let reconnects = IntCounter::new(
+            "spritz_broker_reconnects_total",
+            "Broker connections established after the first",
+        )?;
+        let publishes = IntCounterVec::new(
+            Opts::new("spritz_publish_total", "Confirmed publish attempts by outcome"),
+            &["exchange", "outcome"],
+        )?;
+        let confirm_seconds = HistogramVec::new(
+            HistogramOpts::new("spritz_publish_confirm_seconds", "Publish to broker confirm")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["exchange"],
+        )?;
+        registry.register(Box::new(connected.clone()))?;
+        registry.register(Box::new(reconnects.clone()))?;
+        registry.register(Box::new(publishes.clone()))?;
+        registry.register(Box::new(confirm_seconds.clone()))?;
+        Ok(Self { connected, reconnects, publishes, confirm_seconds })
+    }
+
+    /// Metrics registered nowhere, for code paths that do not export (tools, tests).
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("a fresh registry has no clashes")
+    }
+}
+
+/// `spritz_build_info{process, version} 1`.
+///
+/// # Errors
+/// Already registered.
+pub fn register_build_info(registry: &Registry, process: &str) -> prometheus::Result<()> {
+    let info = IntGaugeVec::new(
+        Opts::new("spritz_build_info", "Which process and version is running"),
+        &["process", "version"],
+    )?;
+    info.with_label_values(&[process, env!("CARGO_PKG_VERSION")]).set(1);
+    registry.register(Box::new(info))
+}
+
+/// A histogram with [`LATENCY_BUCKETS`].
+///
+/// # Errors
+/// Invalid name.
+pub fn latency_histogram(name: &str, help: &str) -> prometheus::Result<Histogram> {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+}
