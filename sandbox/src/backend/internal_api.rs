@@ -1,0 +1,170 @@
+//! The backend routes the gateway, worker and notifier call, mounted under the base
+//! path: `POST /internal/v1/spritz/channel-sessions/exchange`,
+//! `…/channel-installations/upsert`, `…/channel-installations/disconnect` (bearer: the
+//! internal token) and `POST /lifecycle` (bearer: the lifecycle token, when set).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::state::{BackendState, ExchangeAnswer, WriteAnswer};
+
+type Shared = Arc<watch::Sender<BackendState>>;
+
+/// Long enough to outlast any client timeout under test, short enough not to pile up.
+const HANG: Duration = Duration::from_secs(600);
+
+pub(super) fn router(state: Shared) -> Router {
+    let internal = Router::new()
+        .route("/channel-sessions/exchange", post(exchange))
+        .route("/channel-installations/upsert", post(upsert_installation))
+        .route("/channel-installations/disconnect", post(disconnect))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_internal_token,
+        ));
+    Router::new()
+        .nest("/internal/v1/spritz", internal)
+        .route("/lifecycle", post(lifecycle))
+        .with_state(state)
+}
+
+async fn require_internal_token(
+    State(state): State<Shared>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorized =
+        bearer(request.headers()).is_some_and(|token| token == state.borrow().internal_token);
+    if !authorized {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    next.run(request).await
+}
+
+async fn exchange(
+    State(state): State<Shared>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "invalid json");
+    };
+    let field = |name: &str| body.get(name).and_then(Value::as_str).unwrap_or_default();
+    if field("principalId").is_empty()
+        || field("provider") != "slack"
+        || field("externalScopeType") != "workspace"
+        || field("externalTenantId").is_empty()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "principalId, provider=slack, externalScopeType=workspace and externalTenantId are required",
+        );
+    }
+    let mut answer = None;
+    state.send_modify(|s| answer = Some(s.exchange(body)));
+    match answer {
+        Some(ExchangeAnswer::Resolved(body)) => Json(body).into_response(),
+        Some(ExchangeAnswer::Unavailable(body)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        Some(ExchangeAnswer::Transient(503)) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Some(ExchangeAnswer::Transient(status)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "transient backend failure",
+        ),
+        Some(ExchangeAnswer::NotInstalled) => {
+            error(StatusCode::NOT_FOUND, "channel installation not found")
+        }
+        Some(ExchangeAnswer::Hang) => {
+            tokio::time::sleep(HANG).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn upsert_installation(
+    State(state): State<Shared>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "invalid json");
+    };
+    let mut answer = None;
+    state.send_modify(|s| answer = Some(s.upsert_installation(body)));
+    write_response(answer)
+}
+
+async fn disconnect(
+    State(state): State<Shared>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "invalid json");
+    };
+    let mut answer = None;
+    state.send_modify(|s| answer = Some(s.disconnect(body)));
+    write_response(answer)
+}
+
+fn write_response(answer: Option<WriteAnswer>) -> Response {
+    match answer {
+        Some(WriteAnswer::Ok(body)) => Json(body).into_response(),
+        Some(WriteAnswer::Fault(status)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "injected failure",
+        ),
+        Some(WriteAnswer::BadRequest(reason)) => error(StatusCode::BAD_REQUEST, reason),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn lifecycle(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    let mut status = StatusCode::OK;
+    let token = bearer(&headers);
+    state.send_modify(|s| {
+        s.lifecycle_attempts += 1;
+        let authorized = match &s.lifecycle_token {
+            Some(expected) => token.as_deref() == Some(expected.as_str()),
+            None => true,
+        };
+        status = if !authorized {
+            StatusCode::UNAUTHORIZED
+        } else if let Some(fault) = s.lifecycle_faults.pop_front() {
+            StatusCode::from_u16(fault).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        } else if let Ok(Json(body)) = &body {
+            s.lifecycle_webhooks.push(body.clone());
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+    });
+    if status == StatusCode::OK {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        error(status, "lifecycle webhook rejected")
+    }
+}
+
+fn error(status: StatusCode, reason: &str) -> Response {
+    (status, Json(json!({"status": "error", "error": reason}))).into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}

@@ -1,0 +1,213 @@
+//! What the fake backend remembers and the answer each internal call gets, kept apart
+//! from HTTP so the routes stay thin.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{ExchangeMode, TeamInstall};
+
+/// Scopes reported in `providerAuth.scopeSet` (the gateway's default bot scopes).
+const SCOPES: [&str; 5] = [
+    "app_mentions:read",
+    "channels:history",
+    "chat:write",
+    "im:history",
+    "mpim:history",
+];
+
+/// One team as the backend sees it.
+#[derive(Debug)]
+pub(crate) struct TeamState {
+    pub install: Option<TeamInstall>,
+    pub mode: ExchangeMode,
+    pub script: VecDeque<ExchangeMode>,
+    pub exchange_calls: usize,
+}
+
+impl TeamState {
+    fn new() -> Self {
+        TeamState {
+            install: None,
+            mode: ExchangeMode::NotInstalled,
+            script: VecDeque::new(),
+            exchange_calls: 0,
+        }
+    }
+}
+
+/// How one exchange call is answered.
+#[derive(Debug)]
+pub(super) enum ExchangeAnswer {
+    Resolved(Value),
+    Unavailable(Value),
+    Transient(u16),
+    NotInstalled,
+    Hang,
+}
+
+/// How one upsert or disconnect is answered.
+#[derive(Debug)]
+pub(super) enum WriteAnswer {
+    Ok(Value),
+    Fault(u16),
+    BadRequest(&'static str),
+}
+
+pub(crate) struct BackendState {
+    pub internal_token: String,
+    pub teams: HashMap<String, TeamState>,
+    pub exchange_requests: Vec<Value>,
+    pub installations: Vec<Value>,
+    pub upsert_faults: VecDeque<u16>,
+    pub disconnects: Vec<Value>,
+    pub disconnect_faults: VecDeque<u16>,
+    pub lifecycle_token: Option<String>,
+    pub lifecycle_faults: VecDeque<u16>,
+    pub lifecycle_webhooks: Vec<Value>,
+    pub lifecycle_attempts: usize,
+}
+
+impl BackendState {
+    pub fn new(internal_token: &str) -> Self {
+        BackendState {
+            internal_token: internal_token.to_owned(),
+            teams: HashMap::new(),
+            exchange_requests: Vec::new(),
+            installations: Vec::new(),
+            upsert_faults: VecDeque::new(),
+            disconnects: Vec::new(),
+            disconnect_faults: VecDeque::new(),
+            lifecycle_token: None,
+            lifecycle_faults: VecDeque::new(),
+            lifecycle_webhooks: Vec::new(),
+            lifecycle_attempts: 0,
+        }
+    }
+
+    pub fn team_mut(&mut self, team_id: &str) -> &mut TeamState {
+        self.teams
+            .entry(team_id.to_owned())
+            .or_insert_with(TeamState::new)
+    }
+
+    pub fn install_team(&mut self, install: TeamInstall) {
+        let team = self.team_mut(&install.team_id.clone());
+        team.install = Some(install);
+        team.mode = ExchangeMode::Resolved;
+    }
+
+    /// Counts the call, takes the next scripted answer (or the steady mode) and
+    /// builds the body. `Resolved`/`Unavailable` without an install answer 404.
+    pub fn exchange(&mut self, body: Value) -> ExchangeAnswer {
+        let team_id = body
+            .get("externalTenantId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        self.exchange_requests.push(body);
+        let team = self.team_mut(&team_id);
+        team.exchange_calls += 1;
+        let mode = team.script.pop_front().unwrap_or_else(|| team.mode.clone());
+        match (mode, &team.install) {
+            (ExchangeMode::Resolved, Some(install)) => ExchangeAnswer::Resolved(json!({
+                "status": "resolved",
+                "session": session(install),
+            })),
+            (ExchangeMode::Unavailable, Some(install)) => ExchangeAnswer::Unavailable(json!({
+                "status": "unavailable",
+                "providerAuth": provider_auth(install),
+            })),
+            (ExchangeMode::Resolved | ExchangeMode::Unavailable, None)
+            | (ExchangeMode::NotInstalled, _) => ExchangeAnswer::NotInstalled,
+            (ExchangeMode::Transient(status), _) => ExchangeAnswer::Transient(status),
+            (ExchangeMode::Hang, _) => ExchangeAnswer::Hang,
+        }
+    }
+
+    /// Records the upsert and installs (or refreshes) the team from its `providerAuth`
+    /// with a live runtime, as the real backend does after an OAuth install.
+    pub fn upsert_installation(&mut self, body: Value) -> WriteAnswer {
+        self.installations.push(body.clone());
+        if let Some(status) = self.upsert_faults.pop_front() {
+            return WriteAnswer::Fault(status);
+        }
+        let auth = &body["providerAuth"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let team_id = match body.get("externalTenantId").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => return WriteAnswer::BadRequest("externalTenantId is required"),
+        };
+        let mut install = self
+            .teams
+            .get(&team_id)
+            .and_then(|t| t.install.clone())
+            .unwrap_or_else(|| TeamInstall {
+                expires_in: Duration::from_secs(3600),
+                ..TeamInstall::demo(&team_id)
+            });
+        for (field, key) in [
+            (&mut install.api_app_id, "apiAppId"),
+            (&mut install.bot_user_id, "botUserId"),
+            (&mut install.bot_access_token, "botAccessToken"),
+        ] {
+            let value = text(&auth[key]);
+            if !value.is_empty() {
+                *field = value;
+            }
+        }
+        let install_ref = match text(&auth["providerInstallRef"]) {
+            r if r.is_empty() => format!("slack-install:{team_id}"),
+            r => r,
+        };
+        self.install_team(install);
+        WriteAnswer::Ok(json!({
+            "status": "resolved",
+            "installation": {"providerInstallRef": install_ref},
+        }))
+    }
+
+    /// Records the disconnect; the team's exchange answers 404 from now on (its
+    /// install is kept, so `set_exchange_mode(Resolved)` brings it back).
+    pub fn disconnect(&mut self, body: Value) -> WriteAnswer {
+        if let Some(status) = self.disconnect_faults.pop_front() {
+            return WriteAnswer::Fault(status);
+        }
+        let team_id = match body.get("externalTenantId").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => return WriteAnswer::BadRequest("externalTenantId is required"),
+        };
+        self.disconnects.push(body);
+        let team = self.team_mut(&team_id);
+        team.mode = ExchangeMode::NotInstalled;
+        team.script.clear();
+        WriteAnswer::Ok(json!({"status": "disconnected"}))
+    }
+}
+
+fn session(install: &TeamInstall) -> Value {
+    let expires_at = chrono::Utc::now()
+        + chrono::Duration::from_std(install.expires_in).unwrap_or(chrono::Duration::hours(1));
+    json!({
+        "accessToken": install.access_token,
+        "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "ownerAuthId": format!("auth-{}", install.team_id.to_ascii_lowercase()),
+        "namespace": install.namespace,
+        "instanceId": install.instance_id,
+        "providerAuth": provider_auth(install),
+    })
+}
+
+fn provider_auth(install: &TeamInstall) -> Value {
+    json!({
+        "providerInstallRef": format!("slack-install:{}", install.team_id),
+        "apiAppId": install.api_app_id,
+        "teamId": install.team_id,
+        "enterpriseId": "",
+        "installingUserId": "U0SANDBOXINSTALLER",
+        "botUserId": install.bot_user_id,
+        "scopeSet": SCOPES,
+        "botAccessToken": install.bot_access_token,
+    })
+}

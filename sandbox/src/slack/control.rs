@@ -1,0 +1,189 @@
+//! The `/_sandbox` control API of the fake Slack, for the dev stack where the fake
+//! runs in its own process, and a small client for it (`spritz-sandbox send-message`).
+//!
+//! Routes (JSON): `GET /_sandbox/posts`, `GET /_sandbox/posts/wait?count=N&timeout_ms=T`
+//! (408 on timeout), `POST /_sandbox/faults` (`{"kind":"error","count":1,"error":"…"}`,
+//! `{"kind":"rate_limit","count":1,"retry_after_secs":2}`,
+//! `{"kind":"status","count":1,"status":500}`), `POST /_sandbox/oauth/codes`
+//! (`{"code":"…","grant":{…}}`), `GET /_sandbox/oauth/exchanges`,
+//! `PUT /_sandbox/oauth/approval` (a grant, or `null` to deny installs),
+//! `POST /_sandbox/reset`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::state::{PostFault, SlackState};
+use super::{OAuthGrant, SlackPost};
+
+type Shared = Arc<watch::Sender<SlackState>>;
+
+pub(super) fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/_sandbox/posts", get(posts))
+        .route("/_sandbox/posts/wait", get(wait_for_posts))
+        .route("/_sandbox/faults", post(add_faults))
+        .route("/_sandbox/oauth/codes", post(register_code))
+        .route("/_sandbox/oauth/exchanges", get(exchanges))
+        .route("/_sandbox/oauth/approval", put(set_approval))
+        .route("/_sandbox/reset", post(reset))
+        .with_state(state)
+}
+
+async fn posts(State(state): State<Shared>) -> Json<Vec<SlackPost>> {
+    Json(state.borrow().posts.clone())
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    count: usize,
+    #[serde(default = "default_wait_ms")]
+    timeout_ms: u64,
+}
+
+fn default_wait_ms() -> u64 {
+    10_000
+}
+
+async fn wait_for_posts(State(state): State<Shared>, Query(query): Query<WaitQuery>) -> Response {
+    let mut rx = state.subscribe();
+    let waited = tokio::time::timeout(Duration::from_millis(query.timeout_ms), async move {
+        rx.wait_for(|s| s.posts.len() >= query.count)
+            .await
+            .map(|s| s.posts.clone())
+    })
+    .await;
+    match waited {
+        Ok(Ok(posts)) => Json(posts).into_response(),
+        _ => (
+            StatusCode::REQUEST_TIMEOUT,
+            Json(state.borrow().posts.clone()),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum FaultRequest {
+    Error { count: usize, error: String },
+    RateLimit { count: usize, retry_after_secs: u64 },
+    Status { count: usize, status: u16 },
+}
+
+async fn add_faults(State(state): State<Shared>, Json(request): Json<FaultRequest>) -> StatusCode {
+    let (count, fault) = match request {
+        FaultRequest::Error { count, error } => (count, PostFault::SlackError(error)),
+        FaultRequest::RateLimit {
+            count,
+            retry_after_secs,
+        } => (count, PostFault::RateLimited { retry_after_secs }),
+        FaultRequest::Status { count, status } => (count, PostFault::Status(status)),
+    };
+    state.send_modify(|s| s.post_faults.extend(std::iter::repeat_n(fault, count)));
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct CodeRequest {
+    code: String,
+    grant: OAuthGrant,
+}
+
+async fn register_code(
+    State(state): State<Shared>,
+    Json(request): Json<CodeRequest>,
+) -> StatusCode {
+    state.send_modify(|s| {
+        s.oauth_codes.insert(request.code, request.grant);
+    });
+    StatusCode::NO_CONTENT
+}
+
+async fn exchanges(State(state): State<Shared>) -> Response {
+    Json(state.borrow().oauth_exchanges.clone()).into_response()
+}
+
+async fn set_approval(
+    State(state): State<Shared>,
+    Json(grant): Json<Option<OAuthGrant>>,
+) -> StatusCode {
+    state.send_modify(|s| s.approval = grant);
+    StatusCode::NO_CONTENT
+}
+
+async fn reset(State(state): State<Shared>) -> StatusCode {
+    state.send_modify(SlackState::reset);
+    StatusCode::NO_CONTENT
+}
+
+/// Client for a fake Slack running in another process (the dev stack).
+#[derive(Clone, Debug)]
+pub struct ControlClient {
+    http: reqwest::Client,
+    origin: String,
+}
+
+impl ControlClient {
+    /// `origin` is the fake's `http://host:port` (a trailing `/api` is tolerated).
+    pub fn new(origin: &str) -> ControlClient {
+        let origin = origin
+            .trim_end_matches('/')
+            .trim_end_matches("/api")
+            .to_owned();
+        ControlClient {
+            http: reqwest::Client::new(),
+            origin,
+        }
+    }
+
+    /// Every message the fake accepted so far.
+    ///
+    /// # Errors
+    /// When the fake cannot be reached or answers an error.
+    pub async fn posts(&self) -> anyhow::Result<Vec<SlackPost>> {
+        let url = format!("{}/_sandbox/posts", self.origin);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| url.clone())?;
+        Ok(response.error_for_status()?.json().await?)
+    }
+
+    /// Waits until the fake accepted at least `count` messages; returns all of them.
+    ///
+    /// # Errors
+    /// When fewer arrived within `timeout`, or the fake cannot be reached.
+    pub async fn wait_for_posts(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<SlackPost>> {
+        let url = format!("{}/_sandbox/posts/wait", self.origin);
+        let response = self
+            .http
+            .get(&url)
+            .query(&[
+                ("count", count.to_string()),
+                ("timeout_ms", timeout.as_millis().to_string()),
+            ])
+            .timeout(timeout + Duration::from_secs(5))
+            .send()
+            .await
+            .with_context(|| url.clone())?;
+        if response.status() == StatusCode::REQUEST_TIMEOUT {
+            anyhow::bail!("no slack post #{count} within {timeout:?}");
+        }
+        Ok(response.error_for_status()?.json().await?)
+    }
+}
