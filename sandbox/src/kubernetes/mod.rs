@@ -1,0 +1,351 @@
+//! A fake Kubernetes API server, good enough for kube-rs (`kube::Client`,
+//! `kube::runtime::watcher`) and for leader election on `coordination.k8s.io/v1`
+//! Leases, so the notifier can be tested without a cluster.
+//!
+//! Layout: [`store`] holds objects, the global resource version and the watch history;
+//! [`watch`] streams watch events; [`routes`] is the HTTP surface; [`server`] owns the
+//! listener and its connections (so a restart can cut them); [`patch`] and
+//! [`selector`] implement patch formats and selectors; [`status`] maps failures to
+//! `Status` answers; [`resource`] lists the served types.
+//!
+//! Tests drive it through [`FakeKubernetes`]: create Spritzes and change their phase,
+//! read annotations the notifier wrote, compact history or restart the server to force
+//! 410 Gone on watch resume, and inject patch failures.
+
+mod patch;
+mod resource;
+mod routes;
+mod selector;
+mod server;
+mod status;
+mod store;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub use resource::ResourceKind;
+pub use status::ApiError;
+pub use store::RequestCounts;
+use store::{ObjectKey, Shared};
+
+/// A Spritz the test created, with the identity the notifier will report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpritzRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+}
+
+impl SpritzRef {
+    fn from_object(object: &Value) -> Self {
+        let field = |name: &str| {
+            object["metadata"][name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Self {
+            namespace: field("namespace"),
+            name: field("name"),
+            uid: field("uid"),
+            resource_version: field("resourceVersion"),
+        }
+    }
+}
+
+/// Handle on a running fake API server; clones share it, and it stops (cutting every
+/// connection) when the last clone is dropped.
+#[derive(Clone)]
+pub struct FakeKubernetes {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    server: server::Server,
+}
+
+impl FakeKubernetes {
+    /// Starts on `127.0.0.1` on a free port.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr` (the dev stack uses a fixed one).
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Self> {
+        let shared = Shared::new();
+        let server = server::Server::bind(addr, routes::router(shared.clone())).await?;
+        tracing::debug!(addr = %server.local_addr(), "fake kubernetes listening");
+        Ok(Self {
+            inner: Arc::new(Inner { shared, server }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.server.local_addr()
+    }
+
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.local_addr())
+    }
+
+    /// A kube-rs config for this server: plain HTTP, no auth, default namespace
+    /// `default`.
+    pub fn client_config(&self) -> kube::Config {
+        // `http://<socket address>` always parses; the default is never used.
+        kube::Config::new(self.base_url().parse().unwrap_or_default())
+    }
+
+    /// A kube-rs client for this server.
+    ///
+    /// # Errors
+    /// When kube-rs cannot build a client from [`Self::client_config`].
+    pub fn client(&self) -> anyhow::Result<kube::Client> {
+        Ok(kube::Client::try_from(self.client_config())?)
+    }
+
+    /// Creates a Spritz as the operator would, with `status.phase` when given.
+    ///
+    /// # Panics
+    /// When it already exists (a test bug); see [`Self::try_create_spritz`].
+    pub fn create_spritz(&self, namespace: &str, name: &str, phase: Option<&str>) -> SpritzRef {
+        self.try_create_spritz(namespace, name, phase)
+            .unwrap_or_else(|err| {
+                panic!("fake kubernetes: create spritz {namespace}/{name}: {err}")
+            })
+    }
+
+    /// # Errors
+    /// 409 AlreadyExists when it exists.
+    pub fn try_create_spritz(
+        &self,
+        namespace: &str,
+        name: &str,
+        phase: Option<&str>,
+    ) -> Result<SpritzRef, ApiError> {
+        let mut object = json!({
+            "apiVersion": ResourceKind::Spritz.api_version(),
+            "kind": ResourceKind::Spritz.kind(),
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {},
+        });
+        if let Some(phase) = phase {
+            object["status"] = json!({"phase": phase});
+        }
+        let created = self
+            .inner
+            .shared
+            .write(|store| store.create(ResourceKind::Spritz, namespace, object, true))?;
+        Ok(SpritzRef::from_object(&created))
+    }
+
+    /// Sets `status.phase` (a `MODIFIED` event unless the phase is already that).
+    ///
+    /// # Panics
+    /// When the Spritz does not exist; see [`Self::try_set_phase`].
+    pub fn set_phase(&self, namespace: &str, name: &str, phase: &str) {
+        if let Err(err) = self.try_set_phase(namespace, name, phase) {
+            panic!("fake kubernetes: set phase of spritz {namespace}/{name}: {err}");
+        }
+    }
+
+    /// # Errors
+    /// 404 when the Spritz does not exist.
+    pub fn try_set_phase(
+        &self,
+        namespace: &str,
+        name: &str,
+        phase: &str,
+    ) -> Result<SpritzRef, ApiError> {
+        let key = ObjectKey::new(ResourceKind::Spritz, namespace, name);
+        self.inner
+            .shared
+            .write(|store| store.modify(&key, |object| object["status"]["phase"] = json!(phase)))
+            .map(|object| SpritzRef::from_object(&object))
+            .ok_or_else(|| ApiError::not_found(ResourceKind::Spritz, name))
+    }
+
+    /// Deletes the Spritz (a `DELETED` event); deleting a missing one does nothing.
+    pub fn delete_spritz(&self, namespace: &str, name: &str) {
+        let key = ObjectKey::new(ResourceKind::Spritz, namespace, name);
+        // NotFound is the only failure without preconditions, and it means "done".
+        let _ = self
+            .inner
+            .shared
+            .write(|store| store.delete(&key, &Value::Null));
+    }
+
+    /// The Spritz as the API serves it.
+    pub fn spritz(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.object(ResourceKind::Spritz, namespace, name)
+    }
+
+    /// The Spritz's annotations (empty when it has none or does not exist).
+    pub fn annotations(&self, namespace: &str, name: &str) -> BTreeMap<String, String> {
+        self.spritz(namespace, name)
+            .and_then(|object| {
+                serde_json::from_value(object["metadata"]["annotations"].clone()).ok()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until annotation `key` of the Spritz equals `value`.
+    ///
+    /// # Errors
+    /// On timeout, naming what the annotation was instead.
+    pub async fn wait_for_annotation(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait_until(timeout, |fake| {
+            fake.annotations(namespace, name).get(key).map(String::as_str) == Some(value)
+        })
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "spritz {namespace}/{name}: annotation {key} is {:?}, not {value:?}, after {timeout:?}",
+                self.annotations(namespace, name).get(key)
+            )
+        })
+    }
+
+    /// Waits until at least `count` watch streams are open.
+    ///
+    /// # Errors
+    /// On timeout.
+    pub async fn wait_for_watch_connections(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait_until(timeout, |fake| fake.watch_connections() >= count)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{} watch connections open, not {count}, after {timeout:?}",
+                    self.watch_connections()
+                )
+            })
+    }
+
+    /// Waits until `condition` holds, re-checking on every change to the fake (object
+    /// writes, request counters, watches opening or closing) rather than by polling.
+    ///
+    /// # Errors
+    /// When it still does not hold after `timeout`.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut condition: impl FnMut(&FakeKubernetes) -> bool,
+    ) -> anyhow::Result<()> {
+        let mut changes = self.inner.shared.subscribe_changes();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if condition(self) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => anyhow::bail!("condition not met after {timeout:?}"),
+            }
+        }
+    }
+
+    /// Simulates an API server restart on the same port: cuts every connection (so
+    /// open watches break mid-stream) and forgets the watch history, so clients that
+    /// resume from their last resource version get 410 Gone and must re-list. Objects
+    /// survive, as they would in etcd.
+    pub async fn restart(&self) {
+        // Compact first: a client that reconnects before its connection is cut must
+        // already find its version gone. Streams end only by losing their connection.
+        self.inner.shared.write(|store| store.compact());
+        self.inner.server.drop_connections().await;
+    }
+
+    /// Compacts the history: every resource version issued so far becomes too old, so
+    /// the next watch resume gets a 410 `ERROR` event (open watches keep streaming).
+    pub fn compact(&self) {
+        self.inner.shared.write(|store| store.compact());
+    }
+
+    /// Ends every open watch stream cleanly, as when `timeoutSeconds` runs out; clients
+    /// resume from their last resource version.
+    pub fn end_watches(&self) {
+        self.inner.shared.write(|store| store.end_watches());
+    }
+
+    /// How often open watches that allow bookmarks get a `BOOKMARK` event (default one
+    /// minute, like real API servers; `None` stops them).
+    pub fn set_bookmark_interval(&self, interval: Option<Duration>) {
+        self.inner.shared.set_bookmark_interval(interval);
+    }
+
+    /// The Lease as the API serves it.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.object(ResourceKind::Lease, namespace, name)
+    }
+
+    /// The Lease's `spec.holderIdentity`, if held.
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        self.lease(namespace, name)
+            .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    }
+
+    /// Writes a Lease's `spec` as another replica would (creating the Lease when
+    /// missing), e.g. to make a notifier find the lease held by someone else.
+    pub fn put_lease(&self, namespace: &str, name: &str, spec: Value) -> Value {
+        let key = ObjectKey::new(ResourceKind::Lease, namespace, name);
+        self.inner.shared.write(|store| {
+            if let Some(updated) = store.modify(&key, |lease| lease["spec"] = spec.clone()) {
+                return updated;
+            }
+            let lease = json!({"metadata": {"name": name}, "spec": spec});
+            store
+                .create(ResourceKind::Lease, namespace, lease, true)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Number of watch streams open right now.
+    pub fn watch_connections(&self) -> usize {
+        self.inner.shared.open_watches()
+    }
+
+    /// Lists, watches, 410 answers and patches served so far.
+    pub fn request_counts(&self) -> RequestCounts {
+        self.inner.shared.read(|store| store.counts())
+    }
+
+    /// The current global resource version.
+    pub fn resource_version(&self) -> u64 {
+        self.inner.shared.read(|store| store.resource_version())
+    }
+
+    /// The next `n` PATCH calls on Spritzes (any patch type, main resource or
+    /// `/status`) answer 500 InternalError and change nothing. Leases are not affected.
+    pub fn fail_next_patches(&self, n: usize) {
+        self.inner.shared.write(|store| store.fail_next_patches(n));
+    }
+
+    fn object(&self, kind: ResourceKind, namespace: &str, name: &str) -> Option<Value> {
+        let key = ObjectKey::new(kind, namespace, name);
+        self.inner.shared.read(|store| store.get(&key).cloned())
+    }
+}
