@@ -1,0 +1,239 @@
+//! Fake Spritz API with an ACP agent behind its websocket: conversation upsert,
+//! bootstrap, and `…/connect` speaking JSON-RPC 2.0 ACP (`initialize`, `session/load`,
+//! `session/prompt`, `session/update` chunks, `session/request_permission`), with
+//! scriptable agent behaviours and runtimes that can vanish and come back.
+//!
+//! Layout: this file holds the handle and public types; `state` the conversations,
+//! recordings and concurrency bookkeeping; `rest` the upsert and bootstrap routes;
+//! `acp` one websocket session with the agent; `control` the `/_sandbox` control API
+//! and its client. Everything is served under the base path `/spritz`, so clients
+//! prove they keep the base URL's path (the websocket included).
+
+mod acp;
+mod control;
+mod rest;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use control::{AgentSpec, ControlClient, InstanceRef};
+use state::SpritzState;
+
+/// The path prefix every Spritz API route sits under.
+pub const BASE_PATH: &str = "/spritz";
+
+/// One `session/prompt` the agent received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptRecord {
+    pub conversation_id: String,
+    pub namespace: String,
+    pub session_id: String,
+    /// The whole prompt text, context block included.
+    pub text: String,
+}
+
+/// How the agent answers prompts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentBehaviour {
+    /// Replies `echo: <user text without the context block>` as several
+    /// `agent_message_chunk`s of varied content shapes (plain text, nested content,
+    /// resource text), after an `agent_thought_chunk` the client must ignore, then
+    /// `{stopReason:"end_turn"}`.
+    Echo,
+    /// Sends the first chunk at once, waits this long, then the rest (as `Echo`).
+    Slow(Duration),
+    /// Sends `session/request_permission` first, waits for the client's answer,
+    /// records it, then echoes.
+    AskPermission,
+    /// `end_turn` with no chunks at all.
+    EmptyReply,
+    /// Closes the socket after receiving the prompt, before any message about it.
+    Disconnect,
+    /// Sends one chunk, then closes the socket.
+    DisconnectAfterChunk,
+}
+
+/// Handle to a running fake Spritz API. Clones share the server and recordings; the
+/// server stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct FakeSpritz {
+    state: Arc<watch::Sender<SpritzState>>,
+    server: Arc<ServerGuard>,
+}
+
+impl FakeSpritz {
+    /// Starts the fake on `127.0.0.1:0`; bootstrap and the ACP websocket require
+    /// `Authorization: Bearer <service_token>` (401 otherwise).
+    ///
+    /// # Errors
+    /// When the listener cannot be bound.
+    pub async fn start(service_token: &str) -> anyhow::Result<FakeSpritz> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), service_token).await
+    }
+
+    /// Starts the fake on a fixed address (the dev stack binary).
+    ///
+    /// # Errors
+    /// When the listener cannot be bound.
+    pub async fn start_on(addr: SocketAddr, service_token: &str) -> anyhow::Result<FakeSpritz> {
+        let state = Arc::new(watch::Sender::new(SpritzState::new(service_token)));
+        let app = axum::Router::new()
+            .nest(BASE_PATH, rest::router(state.clone()))
+            .merge(control::router(state.clone()));
+        let server = ServerGuard::spawn(addr, app).await?;
+        Ok(FakeSpritz {
+            state,
+            server: Arc::new(server),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/spritz`, what `SPRITZ_SLACK_SPRITZ_BASE_URL` gets.
+    pub fn base_url(&self) -> String {
+        format!("{}{BASE_PATH}", self.origin())
+    }
+
+    /// `http://127.0.0.1:PORT`, where the `/_sandbox` control API lives.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// Sets how the agent answers prompts from now on (default `Echo`).
+    pub fn set_agent(&self, behaviour: AgentBehaviour) {
+        self.state.send_modify(|s| s.agent = behaviour);
+    }
+
+    /// Makes `session/load` first replay earlier turns of the conversation as
+    /// `user_message_chunk`/`agent_message_chunk` updates, as real agents do; a client
+    /// must not mistake them for the reply. Off by default.
+    pub fn replay_history_on_load(&self, enabled: bool) {
+        self.state.send_modify(|s| s.replay_history = enabled);
+    }
+
+    /// The runtime is gone: upsert, bootstrap and connect for conversations on it
+    /// answer 404 with a body containing `spritz not found`.
+    pub fn vanish_instance(&self, namespace: &str, instance_id: &str) {
+        self.state.send_modify(|s| s.vanish(namespace, instance_id));
+    }
+
+    /// The runtime is back, recreated: conversations on it get fresh session ids
+    /// (an old id fails `session/load`), as after a real runtime recreation.
+    pub fn restore_instance(&self, namespace: &str, instance_id: &str) {
+        self.state
+            .send_modify(|s| s.restore(namespace, instance_id));
+    }
+
+    /// Every prompt received, in arrival order.
+    pub fn prompts(&self) -> Vec<PromptRecord> {
+        self.state.borrow().prompts.clone()
+    }
+
+    /// Waits until at least `n` prompts arrived; returns all of them.
+    ///
+    /// # Errors
+    /// When fewer arrived within `timeout`.
+    pub async fn wait_for_prompts(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<PromptRecord>> {
+        let mut rx = self.state.subscribe();
+        let waited = tokio::time::timeout(timeout, async move {
+            rx.wait_for(|s| s.prompts.len() >= n)
+                .await
+                .map(|s| s.prompts.clone())
+        })
+        .await;
+        match waited {
+            Ok(Ok(prompts)) => Ok(prompts),
+            Ok(Err(_)) => anyhow::bail!("fake spritz stopped"),
+            Err(_) => anyhow::bail!(
+                "expected {n} prompts within {timeout:?}, got {}",
+                self.state.borrow().prompts.len()
+            ),
+        }
+    }
+
+    /// Conversation upsert bodies received (the reply-alias upserts included).
+    pub fn upserts(&self) -> Vec<Value> {
+        self.state.borrow().upserts.clone()
+    }
+
+    /// The bearer tokens the upserts came with, in the same order as `upserts()`.
+    pub fn upsert_tokens(&self) -> Vec<String> {
+        self.state.borrow().upsert_tokens.clone()
+    }
+
+    /// Bootstrap calls received as `(conversation id, namespace)`.
+    pub fn bootstraps(&self) -> Vec<(String, String)> {
+        self.state.borrow().bootstraps.clone()
+    }
+
+    /// The JSON-RPC responses the client sent to `session/request_permission`.
+    pub fn permission_answers(&self) -> Vec<Value> {
+        self.state.borrow().permission_answers.clone()
+    }
+
+    /// High-water mark of prompts in progress at once on one conversation.
+    pub fn max_concurrent_prompts(&self, conversation_id: &str) -> usize {
+        self.state
+            .borrow()
+            .max_in_progress
+            .get(conversation_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Prompts in progress right now, all conversations.
+    pub fn prompts_in_progress(&self) -> usize {
+        self.state.borrow().in_progress.values().sum()
+    }
+
+    /// From now on each prompt is recorded, gets one `agent_message_chunk` (so it
+    /// counts as delivered) and then waits for `release_prompts` before it finishes
+    /// as `Echo` would. For crashes mid-prompt and one-prompt-per-conversation tests.
+    pub fn hold_prompts(&self) {
+        self.state.send_modify(|s| s.held = true);
+    }
+
+    /// Lets held prompts (and later ones) finish.
+    pub fn release_prompts(&self) {
+        self.state.send_modify(|s| s.held = false);
+    }
+}
+
+/// The fake's HTTP server task; aborted when the last handle goes away.
+struct ServerGuard {
+    addr: SocketAddr,
+    task: tokio::task::AbortHandle,
+}
+
+impl ServerGuard {
+    async fn spawn(addr: SocketAddr, app: axum::Router) -> anyhow::Result<ServerGuard> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding fake spritz on {addr}"))?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::warn!(%error, "fake spritz server stopped");
+            }
+        });
+        Ok(ServerGuard {
+            addr,
+            task: task.abort_handle(),
+        })
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
