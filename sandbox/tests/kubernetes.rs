@@ -390,6 +390,84 @@ async fn lists_page_at_one_resource_version() {
     assert!(second.metadata.continue_.is_none());
 }
 
+#[tokio::test]
+async fn a_streaming_list_watcher_gets_initial_events_and_then_changes() {
+    let fake = FakeKubernetes::start().await.expect("fake starts");
+    fake.create_spritz("team-a", "concierge", Some("Provisioning"));
+    let api: Api<Spritz> = Api::all(fake.client().expect("client"));
+    let (tx, mut events) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default().streaming_lists())
+            .default_backoff()
+            .boxed();
+        while let Some(item) = stream.next().await {
+            if tx.send(item.map_err(|err| err.to_string())).is_err() {
+                return;
+            }
+        }
+    });
+    next_matching(&mut events, "initial Provisioning", |item| {
+        is_apply(item, "concierge", Some("Provisioning"))
+    })
+    .await;
+    next_matching(&mut events, "init done", is_init_done).await;
+    fake.set_phase("team-a", "concierge", "Ready");
+    next_matching(&mut events, "Ready", |item| {
+        is_apply(item, "concierge", Some("Ready"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_watcher_recovers_from_failed_lists_and_watches() {
+    let fake = FakeKubernetes::start().await.expect("fake starts");
+    fake.create_spritz("team-a", "concierge", Some("Ready"));
+    fake.fail_next_lists(1);
+    fake.fail_next_watches(1);
+    let mut events = spawn_watcher(Api::all(fake.client().expect("client")));
+    next_matching(&mut events, "the list failure", |item| item.is_err()).await;
+    next_matching(&mut events, "init done", is_init_done).await;
+    next_matching(&mut events, "the watch failure", |item| item.is_err()).await;
+    fake.wait_for_watch_connections(1, WAIT)
+        .await
+        .expect("watching");
+    fake.set_phase("team-a", "concierge", "Error");
+    next_matching(&mut events, "Error", |item| {
+        is_apply(item, "concierge", Some("Error"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_spritz_with_a_finalizer_waits_for_its_removal() {
+    let fake = FakeKubernetes::start().await.expect("fake starts");
+    fake.create_spritz("team-a", "concierge", Some("Ready"));
+    let api: Api<Spritz> = Api::namespaced(fake.client().expect("client"), "team-a");
+    let add = Patch::Merge(json!({"metadata": {"finalizers": ["spritz.sh/notifier"]}}));
+    api.patch("concierge", &PatchParams::default(), &add)
+        .await
+        .expect("finalizer added");
+    let mut events = spawn_watcher(Api::all(fake.client().expect("client")));
+    next_matching(&mut events, "init done", is_init_done).await;
+
+    fake.delete_spritz("team-a", "concierge");
+    next_matching(&mut events, "deletion pending", |item| {
+        matches!(item, Ok(watcher::Event::Apply(spritz)) if spritz.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    assert!(fake.spritz("team-a", "concierge").is_some());
+
+    let remove = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    api.patch("concierge", &PatchParams::default(), &remove)
+        .await
+        .expect("finalizer removed");
+    next_matching(&mut events, "delete", |item| {
+        matches!(item, Ok(watcher::Event::Delete(spritz)) if spritz.name_any() == "concierge")
+    })
+    .await;
+    assert!(fake.spritz("team-a", "concierge").is_none());
+}
+
 fn lease(holder: &str) -> Lease {
     Lease {
         metadata: kube::api::ObjectMeta {

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 pub use resource::ResourceKind;
 pub use status::ApiError;
 pub use store::RequestCounts;
-use store::{ObjectKey, Shared};
+use store::{Call, ObjectKey, Shared};
 
 /// A Spritz the test created, with the identity the notifier will report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,12 +173,21 @@ impl FakeKubernetes {
         let key = ObjectKey::new(ResourceKind::Spritz, namespace, name);
         self.inner
             .shared
-            .write(|store| store.modify(&key, |object| object["status"]["phase"] = json!(phase)))
+            .write(|store| {
+                store.modify(&key, |object| {
+                    if !object["status"].is_object() {
+                        object["status"] = json!({});
+                    }
+                    object["status"]["phase"] = json!(phase);
+                })
+            })
             .map(|object| SpritzRef::from_object(&object))
             .ok_or_else(|| ApiError::not_found(ResourceKind::Spritz, name))
     }
 
-    /// Deletes the Spritz (a `DELETED` event); deleting a missing one does nothing.
+    /// Deletes the Spritz as `kubectl delete` would: a `DELETED` event, or, while it has
+    /// finalizers, a `MODIFIED` event setting `deletionTimestamp` (the `DELETED` event
+    /// follows when the last finalizer is removed). Deleting a missing one does nothing.
     pub fn delete_spritz(&self, namespace: &str, name: &str) {
         let key = ObjectKey::new(ResourceKind::Spritz, namespace, name);
         // NotFound is the only failure without preconditions, and it means "done".
@@ -341,7 +350,23 @@ impl FakeKubernetes {
     /// The next `n` PATCH calls on Spritzes (any patch type, main resource or
     /// `/status`) answer 500 InternalError and change nothing. Leases are not affected.
     pub fn fail_next_patches(&self, n: usize) {
-        self.inner.shared.write(|store| store.fail_next_patches(n));
+        self.inner
+            .shared
+            .write(|store| store.fail_next(Call::Patch, n));
+    }
+
+    /// The next `n` list calls on Spritzes answer 500 (to test watch restarts).
+    pub fn fail_next_lists(&self, n: usize) {
+        self.inner
+            .shared
+            .write(|store| store.fail_next(Call::List, n));
+    }
+
+    /// The next `n` watch calls on Spritzes answer 500 before streaming anything.
+    pub fn fail_next_watches(&self, n: usize) {
+        self.inner
+            .shared
+            .write(|store| store.fail_next(Call::Watch, n));
     }
 
     fn object(&self, kind: ResourceKind, namespace: &str, name: &str) -> Option<Value> {

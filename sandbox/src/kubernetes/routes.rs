@@ -18,7 +18,7 @@ use super::patch::PatchKind;
 use super::resource::ResourceKind;
 use super::selector::Selector;
 use super::status::ApiError;
-use super::store::{ObjectKey, Scope, Shared, Target, WatchStart};
+use super::store::{Call, ObjectKey, Scope, Shared, Target, WatchStart};
 use super::watch::{self, WatchRequest};
 
 type ApiResult = Result<Response, ApiError>;
@@ -51,7 +51,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 .patch(patch_subresource),
         )
         .fallback(|| async { ApiError::no_route() })
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(shared)
+}
+
+/// One debug line per call (method, path, status): enough to follow a test's traffic
+/// with `RUST_LOG=spritz_sandbox=debug`, without bodies.
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = next.run(request).await;
+    tracing::debug!(%method, %uri, status = response.status().as_u16(), "fake kubernetes call");
+    response
 }
 
 async fn ok() -> &'static str {
@@ -196,6 +207,7 @@ fn list_or_watch(
         selector: Selector::parse(params.get("labelSelector"), params.get("fieldSelector"))?,
     };
     if params.flag("watch") {
+        shared.write(|store| store.take_failure(kind, Call::Watch))?;
         let start = match params.get("resourceVersion").unwrap_or("") {
             "" | "0" => WatchStart::Now,
             version => WatchStart::After(version.parse().map_err(|_| {
@@ -217,6 +229,7 @@ fn list_or_watch(
         ));
     }
     let limit = params.number::<usize>("limit")?;
+    shared.write(|store| store.take_failure(kind, Call::List))?;
     let page = shared.write(|store| store.list(&scope, limit, params.get("continue")))?;
     let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
     if let Some(token) = page.continue_token {

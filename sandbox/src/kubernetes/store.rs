@@ -143,8 +143,34 @@ pub struct Store {
     /// The oldest version a watch may resume from; older ones get 410 Expired.
     oldest_valid: u64,
     subscribers: Vec<Subscriber>,
-    fail_patches: usize,
+    failures: Failures,
     counts: RequestCounts,
+}
+
+/// Calls on Spritzes that are still to fail with 500 (`FakeKubernetes::fail_next_*`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Failures {
+    patches: usize,
+    lists: usize,
+    watches: usize,
+}
+
+impl Failures {
+    fn slot(&mut self, call: Call) -> &mut usize {
+        match call {
+            Call::Patch => &mut self.patches,
+            Call::List => &mut self.lists,
+            Call::Watch => &mut self.watches,
+        }
+    }
+}
+
+/// The calls failures can be injected into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    Patch,
+    List,
+    Watch,
 }
 
 impl Store {
@@ -155,7 +181,7 @@ impl Store {
             history: VecDeque::new(),
             oldest_valid: 1,
             subscribers: Vec::new(),
-            fail_patches: 0,
+            failures: Failures::default(),
             counts: RequestCounts::default(),
         }
     }
@@ -188,8 +214,22 @@ impl Store {
         self.subscribers.clear();
     }
 
-    pub fn fail_next_patches(&mut self, n: usize) {
-        self.fail_patches = n;
+    /// Makes the next `n` calls of this kind on Spritzes answer 500.
+    pub fn fail_next(&mut self, call: Call, n: usize) {
+        *self.failures.slot(call) = n;
+    }
+
+    /// # Errors
+    /// 500 when a failure was injected for this call.
+    pub fn take_failure(&mut self, kind: ResourceKind, call: Call) -> Result<(), ApiError> {
+        let remaining = self.failures.slot(call);
+        if kind != ResourceKind::Spritz || *remaining == 0 {
+            return Ok(());
+        }
+        *remaining -= 1;
+        Err(ApiError::internal(format!(
+            "injected failure: the fake API server failed this {call:?}"
+        )))
     }
 
     /// # Errors
@@ -411,12 +451,7 @@ impl Store {
     ) -> Result<(Value, bool), ApiError> {
         let kind = key.kind;
         self.counts.patches += 1;
-        if kind == ResourceKind::Spritz && self.fail_patches > 0 {
-            self.fail_patches -= 1;
-            return Err(ApiError::internal(
-                "injected failure: the fake API server failed this patch",
-            ));
-        }
+        self.take_failure(kind, Call::Patch)?;
         if patch_kind == PatchKind::Strategic && !kind.supports_strategic_merge() {
             return Err(ApiError::unsupported_media_type(
                 "application/strategic-merge-patch+json",
@@ -432,8 +467,13 @@ impl Store {
         let Some(old) = self.objects.get(key).cloned() else {
             if patch_kind == PatchKind::Apply && target == Target::Main {
                 let mut object = body.clone();
-                if object.is_object() {
-                    object["metadata"]["name"] = json!(key.name);
+                if let Some(map) = object.as_object_mut()
+                    && let Some(metadata) = map
+                        .entry("metadata")
+                        .or_insert_with(|| json!({}))
+                        .as_object_mut()
+                {
+                    metadata.insert("name".to_owned(), json!(key.name));
                 }
                 return self
                     .create(kind, &key.namespace, object, false)
@@ -448,6 +488,13 @@ impl Store {
             }
             PatchKind::Json => patch::json_patch(&mut patched, body)
                 .map_err(|message| ApiError::invalid(kind, &key.name, message))?,
+        }
+        if !patched.is_object() || !patched["metadata"].is_object() {
+            return Err(ApiError::invalid(
+                kind,
+                &key.name,
+                "the patched object must be an object with metadata",
+            ));
         }
         if let Some(version) = patched["metadata"]["resourceVersion"].as_str()
             && !version.is_empty()
@@ -473,11 +520,27 @@ impl Store {
                 return Err(ApiError::conflict(key.kind, &key.name));
             }
         }
+        if has_finalizers(old) {
+            // Deletion waits for the finalizers to be removed; only the first call marks it.
+            if old["metadata"]["deletionTimestamp"].is_string() {
+                return Ok(old.clone());
+            }
+            let mut marked = old.clone();
+            let generation = old["metadata"]["generation"].as_u64().unwrap_or(1);
+            marked["metadata"]["deletionTimestamp"] = json!(now());
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            marked["metadata"]["generation"] = json!(generation + 1);
+            return Ok(self.commit(key.clone(), marked, EventType::Modified));
+        }
+        Ok(self.remove(key))
+    }
+
+    fn remove(&mut self, key: &ObjectKey) -> Value {
         let mut object = self.objects.remove(key).unwrap_or_default();
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         self.record(key.kind, EventType::Deleted, object.clone());
-        Ok(object)
+        object
     }
 
     /// Test-side write: changes an object through `change` and records a `MODIFIED`
@@ -498,7 +561,12 @@ impl Store {
             let generation = old["metadata"]["generation"].as_u64().unwrap_or(1);
             new["metadata"]["generation"] = json!(generation + 1);
         }
-        self.commit(key.clone(), new, EventType::Modified)
+        let committed = self.commit(key.clone(), new, EventType::Modified);
+        if committed["metadata"]["deletionTimestamp"].is_string() && !has_finalizers(&committed) {
+            // The last finalizer is gone: the pending deletion completes.
+            return self.remove(key);
+        }
+        committed
     }
 
     fn commit(&mut self, key: ObjectKey, mut object: Value, event_type: EventType) -> Value {
@@ -557,16 +625,33 @@ fn scoped(kind: ResourceKind, old: &Value, mut new: Value, target: Target) -> Va
     }
     new["apiVersion"] = old["apiVersion"].clone();
     new["kind"] = old["kind"].clone();
+    // Identity and lifecycle fields are the server's, whatever the client sent.
     for field in [
         "name",
         "namespace",
         "uid",
         "creationTimestamp",
         "generation",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
     ] {
-        new["metadata"][field] = old["metadata"][field].clone();
+        match (old["metadata"].get(field), new["metadata"].as_object_mut()) {
+            (Some(value), Some(metadata)) => {
+                metadata.insert(field.to_owned(), value.clone());
+            }
+            (None, Some(metadata)) => {
+                metadata.remove(field);
+            }
+            _ => {}
+        }
     }
     new
+}
+
+fn has_finalizers(object: &Value) -> bool {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|finalizers| !finalizers.is_empty())
 }
 
 pub fn version_of(object: &Value) -> u64 {
