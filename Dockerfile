@@ -28,6 +28,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 
 # ---- runtime: slim Debian, CA roots, bash for the probe, no compiler ------------
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# ca-certificates follows the Debian release's security updates rather than a pin.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
