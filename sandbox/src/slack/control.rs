@@ -1,7 +1,7 @@
 //! The `/_sandbox` control API of the fake Slack, for the dev stack where the fake
 //! runs in its own process, and a small client for it (`spritz-sandbox send-message`).
 //!
-//! Routes (JSON): `GET /_sandbox/posts`, `GET /_sandbox/posts/wait?count=N&timeout_ms=T`
+//! Routes (JSON): `GET /_sandbox/posts`, `GET /_sandbox/posts/wait?count=N&timeout_ms=T` (count defaults to the next one; timeout to 10 s)
 //! (408 on timeout), `POST /_sandbox/faults` (`{"kind":"error","count":1,"error":"…"}`,
 //! `{"kind":"rate_limit","count":1,"retry_after_secs":2}`,
 //! `{"kind":"status","count":1,"status":500}`), `POST /_sandbox/oauth/codes`
@@ -44,7 +44,8 @@ async fn posts(State(state): State<Shared>) -> Json<Vec<SlackPost>> {
 
 #[derive(Deserialize)]
 struct WaitQuery {
-    count: usize,
+    /// Defaults to one more than recorded now: "the next one".
+    count: Option<usize>,
     #[serde(default = "default_wait_ms")]
     timeout_ms: u64,
 }
@@ -54,9 +55,12 @@ fn default_wait_ms() -> u64 {
 }
 
 async fn wait_for_posts(State(state): State<Shared>, Query(query): Query<WaitQuery>) -> Response {
+    let count = query
+        .count
+        .unwrap_or_else(|| state.borrow().posts.len() + 1);
     let mut rx = state.subscribe();
     let waited = tokio::time::timeout(Duration::from_millis(query.timeout_ms), async move {
-        rx.wait_for(|s| s.posts.len() >= query.count)
+        rx.wait_for(|s| s.posts.len() >= count)
             .await
             .map(|s| s.posts.clone())
     })

@@ -5,7 +5,7 @@
 //! `ask_permission`, `empty_reply`, `disconnect`, `disconnect_after_chunk`),
 //! `POST /_sandbox/instances/vanish` and `POST /_sandbox/instances/restore`
 //! (`{"namespace":"…","instanceId":"…"}`), `GET /_sandbox/prompts`,
-//! `GET /_sandbox/prompts/wait?count=N&timeout_ms=T` (408 on timeout),
+//! `GET /_sandbox/prompts/wait?count=N&timeout_ms=T` (count defaults to the next one; timeout to 10 s) (408 on timeout),
 //! `GET /_sandbox/upserts`, `GET /_sandbox/permission-answers`,
 //! `GET /_sandbox/conversations/{id}/max-concurrent`, `POST /_sandbox/hold`,
 //! `POST /_sandbox/release`.
@@ -100,7 +100,8 @@ async fn prompts(State(state): State<Shared>) -> Json<Vec<PromptRecord>> {
 
 #[derive(Deserialize)]
 struct WaitQuery {
-    count: usize,
+    /// Defaults to one more than recorded now: "the next one".
+    count: Option<usize>,
     #[serde(default = "default_wait_ms")]
     timeout_ms: u64,
 }
@@ -110,9 +111,12 @@ fn default_wait_ms() -> u64 {
 }
 
 async fn wait_for_prompts(State(state): State<Shared>, Query(query): Query<WaitQuery>) -> Response {
+    let count = query
+        .count
+        .unwrap_or_else(|| state.borrow().prompts.len() + 1);
     let mut rx = state.subscribe();
     let waited = tokio::time::timeout(Duration::from_millis(query.timeout_ms), async move {
-        rx.wait_for(|s| s.prompts.len() >= query.count)
+        rx.wait_for(|s| s.prompts.len() >= count)
             .await
             .map(|s| s.prompts.clone())
     })

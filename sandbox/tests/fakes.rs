@@ -1,0 +1,812 @@
+//! The fakes over real HTTP and websockets, as the gateway and worker will see them.
+
+use std::time::Duration;
+
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use spritz_sandbox::backend::{ExchangeMode, FakeBackend, TeamInstall};
+use spritz_sandbox::slack::{FakeSlack, OAuthGrant};
+use spritz_sandbox::spritz_api::{AgentBehaviour, FakeSpritz};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+const WAIT: Duration = Duration::from_secs(5);
+const SERVICE_TOKEN: &str = "service-token";
+const INTERNAL_TOKEN: &str = "internal-token";
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("client")
+}
+
+/// A conversation upserted and bootstrapped the way the worker does it.
+#[derive(Clone)]
+struct Conversation {
+    id: String,
+    namespace: String,
+    session_id: String,
+}
+
+async fn open_conversation(
+    spritz: &FakeSpritz,
+    team: &TeamInstall,
+    external_id: &str,
+) -> Conversation {
+    let upsert: Value = http()
+        .post(format!(
+            "{}/api/channel-conversations/upsert",
+            spritz.base_url()
+        ))
+        .bearer_auth(&team.access_token)
+        .json(&json!({
+            "namespace": team.namespace,
+            "conversationId": "",
+            "principalId": "spritz-slack-gateway",
+            "instanceId": team.instance_id,
+            "ownerId": "auth-owner",
+            "provider": "slack",
+            "externalScopeType": "workspace",
+            "externalTenantId": team.team_id,
+            "externalChannelId": "C1",
+            "externalConversationId": external_id,
+            "title": "Slack C1",
+            "cwd": "/home/dev",
+        }))
+        .send()
+        .await
+        .expect("upsert")
+        .error_for_status()
+        .expect("upsert status")
+        .json()
+        .await
+        .expect("upsert json");
+    assert_eq!(upsert["status"], "success");
+    let id = upsert["data"]["conversation"]["metadata"]["name"]
+        .as_str()
+        .expect("conversation name")
+        .to_owned();
+    let bootstrap: Value = http()
+        .post(format!(
+            "{}/api/acp/conversations/{id}/bootstrap",
+            spritz.base_url()
+        ))
+        .query(&[("namespace", &team.namespace)])
+        .bearer_auth(SERVICE_TOKEN)
+        .send()
+        .await
+        .expect("bootstrap")
+        .error_for_status()
+        .expect("bootstrap status")
+        .json()
+        .await
+        .expect("bootstrap json");
+    assert_eq!(
+        bootstrap["data"]["conversation"]["spec"]["cwd"],
+        "/home/dev"
+    );
+    Conversation {
+        id,
+        namespace: team.namespace.clone(),
+        session_id: bootstrap["data"]["effectiveSessionId"]
+            .as_str()
+            .expect("session id")
+            .to_owned(),
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A minimal ACP client: sends requests, collects notifications until the response,
+/// and refuses permission requests with -32000 as the gateway must.
+struct Acp {
+    socket: Socket,
+    next_id: u64,
+}
+
+/// What one call got back.
+struct Answer {
+    response: Value,
+    updates: Vec<Value>,
+    permission_requests: usize,
+}
+
+impl Acp {
+    async fn connect(spritz: &FakeSpritz, conversation: &Conversation) -> Acp {
+        let url = format!(
+            "{}/api/acp/conversations/{}/connect?namespace={}",
+            spritz.base_url().replacen("http", "ws", 1),
+            conversation.id,
+            conversation.namespace
+        );
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {SERVICE_TOKEN}").parse().expect("header"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("connect");
+        Acp { socket, next_id: 0 }
+    }
+
+    async fn open(spritz: &FakeSpritz, conversation: &Conversation) -> Acp {
+        let mut acp = Acp::connect(spritz, conversation).await;
+        let init = acp
+            .call(
+                "initialize",
+                json!({"protocolVersion": 1, "clientInfo": {"name": "test"}}),
+            )
+            .await
+            .expect("initialize");
+        assert_eq!(init.response["result"]["protocolVersion"], 1);
+        let load = acp
+            .call(
+                "session/load",
+                json!({"sessionId": conversation.session_id, "cwd": "/home/dev", "mcpServers": []}),
+            )
+            .await
+            .expect("load");
+        assert_eq!(load.response["result"], Value::Null);
+        acp
+    }
+
+    async fn prompt(&mut self, conversation: &Conversation, text: &str) -> Option<Answer> {
+        self.call(
+            "session/prompt",
+            json!({"sessionId": conversation.session_id, "prompt": [{"type": "text", "text": text}]}),
+        )
+        .await
+    }
+
+    /// `None` when the socket closed before the response.
+    async fn call(&mut self, method: &str, params: Value) -> Option<Answer> {
+        self.next_id += 1;
+        let id = format!("rpc-{}", self.next_id);
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.socket
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .expect("send");
+        let mut answer = Answer {
+            response: Value::Null,
+            updates: Vec::new(),
+            permission_requests: 0,
+        };
+        while let Some(Ok(message)) = self.socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let message: Value = serde_json::from_str(text.as_str()).expect("json");
+            match (
+                message.get("method").and_then(Value::as_str),
+                message.get("id"),
+            ) {
+                (Some("session/request_permission"), Some(request_id)) => {
+                    answer.permission_requests += 1;
+                    let refusal = json!({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32000, "message": "no interactive approvals"}});
+                    self.socket
+                        .send(Message::Text(refusal.to_string().into()))
+                        .await
+                        .expect("send refusal");
+                }
+                (Some("session/update"), None) => {
+                    answer.updates.push(message["params"]["update"].clone())
+                }
+                (None, Some(response_id)) if *response_id == json!(id) => {
+                    answer.response = message;
+                    return Some(answer);
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// The reply text carried by `agent_message_chunk` updates, as the spec reads them.
+fn reply_text(updates: &[Value]) -> String {
+    fn extract(value: &Value) -> String {
+        match value {
+            Value::String(text) => text.clone(),
+            Value::Object(map) => match map.get("text").and_then(Value::as_str) {
+                Some(text) if !text.is_empty() => text.to_owned(),
+                _ => map
+                    .get("content")
+                    .or_else(|| map.get("resource"))
+                    .map(extract)
+                    .or_else(|| map.get("uri").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_default(),
+            },
+            _ => String::new(),
+        }
+    }
+    updates
+        .iter()
+        .filter(|u| u["sessionUpdate"] == "agent_message_chunk")
+        .map(|u| extract(&u["content"]))
+        .collect()
+}
+
+fn with_context(text: &str) -> String {
+    format!(
+        "<spritz-channel-context>{{\"source\":\"spritz-slack-gateway\",\"provider\":\"slack\"}}</spritz-channel-context>\n\n{text}"
+    )
+}
+
+#[tokio::test]
+async fn acp_echo_round_trip_replies_in_varied_chunks_and_records_the_prompt() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let team = TeamInstall::demo("T1");
+    let conversation = open_conversation(&spritz, &team, "1700000000.000100").await;
+    let mut acp = Acp::open(&spritz, &conversation).await;
+
+    let answer = acp
+        .prompt(&conversation, &with_context("hello wörld"))
+        .await
+        .expect("prompt answered");
+
+    assert_eq!(answer.response["result"]["stopReason"], "end_turn");
+    assert_eq!(reply_text(&answer.updates), "echo: hello wörld");
+    let chunks = answer
+        .updates
+        .iter()
+        .filter(|u| u["sessionUpdate"] == "agent_message_chunk")
+        .count();
+    assert!(chunks >= 2, "expected several chunks, got {chunks}");
+    let prompts = spritz
+        .wait_for_prompts(1, WAIT)
+        .await
+        .expect("prompt recorded");
+    assert_eq!(prompts[0].conversation_id, conversation.id);
+    assert_eq!(prompts[0].namespace, team.namespace);
+    assert_eq!(prompts[0].session_id, conversation.session_id);
+    assert!(prompts[0].text.ends_with("hello wörld"));
+    assert_eq!(spritz.max_concurrent_prompts(&conversation.id), 1);
+    assert_eq!(spritz.upsert_tokens(), vec![team.access_token.clone()]);
+}
+
+#[tokio::test]
+async fn the_same_external_conversation_maps_to_one_conversation_and_aliases_join_it() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let team = TeamInstall::demo("T1");
+    let first = open_conversation(&spritz, &team, "1700000000.000100").await;
+    let again = open_conversation(&spritz, &team, "1700000000.000100").await;
+    let other = open_conversation(&spritz, &team, "1700000000.000200").await;
+    assert_eq!(first.id, again.id);
+    assert_ne!(first.id, other.id);
+
+    let alias: Value = http()
+        .post(format!(
+            "{}/api/channel-conversations/upsert",
+            spritz.base_url()
+        ))
+        .bearer_auth(&team.access_token)
+        .json(&json!({
+            "namespace": team.namespace, "conversationId": first.id, "instanceId": team.instance_id,
+            "externalConversationId": "1700000000.000999",
+        }))
+        .send()
+        .await
+        .expect("alias upsert")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        alias["data"]["conversation"]["metadata"]["name"],
+        json!(first.id)
+    );
+    let via_alias = open_conversation(&spritz, &team, "1700000000.000999").await;
+    assert_eq!(via_alias.id, first.id);
+    assert_eq!(spritz.upserts().len(), 5);
+}
+
+#[tokio::test]
+async fn a_permission_request_is_answered_recorded_and_then_the_agent_echoes() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    spritz.set_agent(AgentBehaviour::AskPermission);
+    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    let mut acp = Acp::open(&spritz, &conversation).await;
+
+    let answer = acp
+        .prompt(&conversation, "list files")
+        .await
+        .expect("answered");
+
+    assert_eq!(answer.permission_requests, 1);
+    assert_eq!(reply_text(&answer.updates), "echo: list files");
+    let answers = spritz.permission_answers();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["error"]["code"], -32000);
+}
+
+#[tokio::test]
+async fn disconnecting_agents_close_before_or_after_the_first_chunk() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+
+    spritz.set_agent(AgentBehaviour::Disconnect);
+    let mut acp = Acp::open(&spritz, &conversation).await;
+    assert!(acp.prompt(&conversation, "hi").await.is_none());
+
+    spritz.set_agent(AgentBehaviour::DisconnectAfterChunk);
+    let mut acp = Acp::open(&spritz, &conversation).await;
+    assert!(acp.prompt(&conversation, "hi").await.is_none());
+
+    spritz.set_agent(AgentBehaviour::EmptyReply);
+    let mut acp = Acp::open(&spritz, &conversation).await;
+    let answer = acp.prompt(&conversation, "hi").await.expect("answered");
+    assert_eq!(answer.response["result"]["stopReason"], "end_turn");
+    assert_eq!(reply_text(&answer.updates), "");
+    assert_eq!(spritz.prompts().len(), 3);
+}
+
+#[tokio::test]
+async fn held_prompts_deliver_one_chunk_and_finish_after_release() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    spritz.hold_prompts();
+
+    let mut tasks = Vec::new();
+    for text in ["one", "two"] {
+        let spritz = spritz.clone();
+        let conversation = conversation.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acp = Acp::open(&spritz, &conversation).await;
+            acp.prompt(&conversation, text)
+                .await
+                .map(|a| reply_text(&a.updates))
+        }));
+    }
+    spritz
+        .wait_for_prompts(2, WAIT)
+        .await
+        .expect("both prompts arrived");
+    assert_eq!(spritz.max_concurrent_prompts(&conversation.id), 2);
+    spritz.release_prompts();
+
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.expect("task").expect("answered"));
+    }
+    replies.sort();
+    assert_eq!(replies, ["echo: one", "echo: two"]);
+    assert_eq!(spritz.prompts_in_progress(), 0);
+}
+
+#[tokio::test]
+async fn a_vanished_runtime_answers_spritz_not_found_until_restored_with_a_fresh_session() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let team = TeamInstall::demo("T1");
+    let before = open_conversation(&spritz, &team, "1.1").await;
+    spritz.vanish_instance(&team.namespace, &team.instance_id);
+
+    let bootstrap = http()
+        .post(format!(
+            "{}/api/acp/conversations/{}/bootstrap",
+            spritz.base_url(),
+            before.id
+        ))
+        .query(&[("namespace", &team.namespace)])
+        .bearer_auth(SERVICE_TOKEN)
+        .send()
+        .await
+        .expect("bootstrap");
+    assert_eq!(bootstrap.status(), 404);
+    assert!(
+        bootstrap
+            .text()
+            .await
+            .expect("body")
+            .contains("spritz not found")
+    );
+
+    spritz.restore_instance(&team.namespace, &team.instance_id);
+    let after = open_conversation(&spritz, &team, "1.1").await;
+    assert_eq!(after.id, before.id);
+    assert_ne!(after.session_id, before.session_id);
+    let mut stale = Acp::connect(&spritz, &before).await;
+    let load = stale
+        .call(
+            "session/load",
+            json!({"sessionId": before.session_id, "cwd": "/home/dev", "mcpServers": []}),
+        )
+        .await
+        .expect("answered");
+    assert!(load.response["error"].is_object());
+}
+
+#[tokio::test]
+async fn the_spritz_api_keeps_its_base_path_and_checks_the_service_token() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    let without_prefix = http()
+        .post(format!(
+            "{}/api/acp/conversations/{}/bootstrap",
+            spritz.origin(),
+            conversation.id
+        ))
+        .bearer_auth(SERVICE_TOKEN)
+        .send()
+        .await
+        .expect("bootstrap");
+    assert_eq!(without_prefix.status(), 404);
+    let wrong_token = http()
+        .post(format!(
+            "{}/api/acp/conversations/{}/bootstrap",
+            spritz.base_url(),
+            conversation.id
+        ))
+        .query(&[("namespace", &conversation.namespace)])
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("bootstrap");
+    assert_eq!(wrong_token.status(), 401);
+}
+
+#[tokio::test]
+async fn slack_rate_limits_with_retry_after_then_accepts_the_post() {
+    let slack = FakeSlack::start().await.expect("slack");
+    slack.rate_limit_next_posts(1, 7);
+    slack.fail_next_posts(1, "channel_not_found");
+    slack.fail_next_posts_with_status(1, 500);
+    let post = || {
+        http()
+            .post(format!("{}/chat.postMessage", slack.base_url()))
+            .bearer_auth("xoxb-1")
+            .json(&json!({"channel": "C1", "text": "hi", "thread_ts": "1.1"}))
+            .send()
+    };
+
+    let limited = post().await.expect("post");
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "7");
+    let refused: Value = post().await.expect("post").json().await.expect("json");
+    assert_eq!(refused, json!({"ok": false, "error": "channel_not_found"}));
+    assert_eq!(post().await.expect("post").status(), 500);
+    let accepted: Value = post().await.expect("post").json().await.expect("json");
+
+    assert_eq!(accepted["ok"], true);
+    let posts = slack.wait_for_posts(1, WAIT).await.expect("post recorded");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(accepted["ts"], json!(posts[0].ts));
+    assert_eq!(posts[0].thread_ts.as_deref(), Some("1.1"));
+    assert_eq!(posts[0].token, "xoxb-1");
+    assert_eq!(slack.post_attempts(), 4);
+}
+
+#[tokio::test]
+async fn slack_refuses_posts_without_a_bearer_and_hands_out_unique_ts() {
+    let slack = FakeSlack::start().await.expect("slack");
+    let unauthenticated: Value = http()
+        .post(format!("{}/chat.postMessage", slack.base_url()))
+        .json(&json!({"channel": "C1", "text": "hi"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(unauthenticated, json!({"ok": false, "error": "not_authed"}));
+    for _ in 0..3 {
+        http()
+            .post(format!("{}/chat.postMessage", slack.base_url()))
+            .bearer_auth("xoxb-1")
+            .json(&json!({"channel": "C1", "text": "hi"}))
+            .send()
+            .await
+            .expect("post");
+    }
+    let posts = slack.wait_for_posts(3, WAIT).await.expect("posts");
+    assert!(posts[0].ts < posts[1].ts && posts[1].ts < posts[2].ts);
+    assert!(
+        slack
+            .wait_for_posts(4, Duration::from_millis(50))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_oauth_code_exchanges_once_for_slacks_shape() {
+    let slack = FakeSlack::start().await.expect("slack");
+    slack.register_oauth_code(
+        "code-1",
+        OAuthGrant {
+            team_id: "T1".into(),
+            team_name: "Team One".into(),
+            enterprise_id: None,
+            app_id: "A1".into(),
+            bot_user_id: "U1BOT".into(),
+            bot_access_token: "xoxb-new".into(),
+            installing_user_id: "U1".into(),
+            scope: "chat:write,app_mentions:read".into(),
+        },
+    );
+    let exchange = || {
+        http()
+            .post(format!("{}/oauth.v2.access", slack.base_url()))
+            .form(&[
+                ("code", "code-1"),
+                ("client_id", "cid"),
+                ("client_secret", "secret"),
+                ("redirect_uri", "https://gw/slack/oauth/callback"),
+            ])
+            .send()
+    };
+
+    let granted: Value = exchange()
+        .await
+        .expect("exchange")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(granted["ok"], true);
+    assert_eq!(granted["access_token"], "xoxb-new");
+    assert_eq!(granted["token_type"], "bot");
+    assert_eq!(granted["team"]["id"], "T1");
+    assert_eq!(granted["enterprise"], Value::Null);
+    assert_eq!(granted["authed_user"]["id"], "U1");
+    let replayed: Value = exchange()
+        .await
+        .expect("exchange")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(replayed["error"], "invalid_code");
+    let exchanges = slack.oauth_exchanges();
+    assert_eq!(exchanges.len(), 2);
+    assert_eq!(exchanges[0].client_id, "cid");
+    assert_eq!(exchanges[0].redirect_uri, "https://gw/slack/oauth/callback");
+}
+
+#[tokio::test]
+async fn the_install_page_redirects_with_a_code_when_approved_and_access_denied_otherwise() {
+    let slack = FakeSlack::start().await.expect("slack");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let authorize = || {
+        no_redirects
+            .get(format!("{}/oauth/v2/authorize", slack.origin()))
+            .query(&[
+                ("client_id", "cid"),
+                ("scope", "chat:write"),
+                ("redirect_uri", "https://gw/slack/oauth/callback"),
+                ("state", "s1"),
+            ])
+            .send()
+    };
+    let denied = authorize().await.expect("authorize");
+    assert_eq!(denied.status(), 302);
+    assert!(
+        denied.headers()["location"]
+            .to_str()
+            .expect("location")
+            .contains("error=access_denied")
+    );
+
+    slack.approve_installs(Some(OAuthGrant {
+        team_id: "T1".into(),
+        team_name: "Team One".into(),
+        enterprise_id: Some("E1".into()),
+        app_id: "A1".into(),
+        bot_user_id: "U1BOT".into(),
+        bot_access_token: "xoxb-new".into(),
+        installing_user_id: "U1".into(),
+        scope: "chat:write".into(),
+    }));
+    let approved = authorize().await.expect("authorize");
+    let location =
+        url::Url::parse(approved.headers()["location"].to_str().expect("location")).expect("url");
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["state"], "s1");
+    let granted: Value = http()
+        .post(format!("{}/oauth.v2.access", slack.base_url()))
+        .form(&[
+            ("code", query["code"].as_str()),
+            ("client_id", "cid"),
+            ("client_secret", "s"),
+        ])
+        .send()
+        .await
+        .expect("exchange")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(granted["enterprise"]["id"], "E1");
+}
+
+async fn exchange(backend: &FakeBackend, token: &str, team_id: &str) -> reqwest::Response {
+    http()
+        .post(format!(
+            "{}/internal/v1/spritz/channel-sessions/exchange",
+            backend.base_url()
+        ))
+        .bearer_auth(token)
+        .json(&json!({
+            "principalId": "spritz-slack-gateway",
+            "provider": "slack",
+            "externalScopeType": "workspace",
+            "externalTenantId": team_id,
+        }))
+        .send()
+        .await
+        .expect("exchange")
+}
+
+#[tokio::test]
+async fn scripted_exchange_answers_come_in_order_then_the_steady_mode() {
+    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
+    let team = TeamInstall::demo("T1");
+    backend.install_team(team.clone());
+    backend.script_exchange(
+        "T1",
+        vec![
+            ExchangeMode::Transient(503),
+            ExchangeMode::Unavailable,
+            ExchangeMode::Transient(500),
+        ],
+    );
+
+    let bare = exchange(&backend, INTERNAL_TOKEN, "T1").await;
+    assert_eq!(bare.status(), 503);
+    assert_eq!(bare.text().await.expect("body"), "");
+    let unavailable = exchange(&backend, INTERNAL_TOKEN, "T1").await;
+    assert_eq!(unavailable.status(), 503);
+    let body: Value = unavailable.json().await.expect("json");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(
+        body["providerAuth"]["botAccessToken"],
+        json!(team.bot_access_token)
+    );
+    assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T1").await.status(), 500);
+    let resolved = exchange(&backend, INTERNAL_TOKEN, "T1").await;
+    assert_eq!(resolved.status(), 200);
+    let body: Value = resolved.json().await.expect("json");
+    let session = &body["session"];
+    assert_eq!(session["accessToken"], json!(team.access_token));
+    assert_eq!(session["namespace"], json!(team.namespace));
+    assert_eq!(session["instanceId"], json!(team.instance_id));
+    assert_eq!(session["providerAuth"]["apiAppId"], json!(team.api_app_id));
+    let expires_at = session["expiresAt"].as_str().expect("expiresAt");
+    assert!(chrono::DateTime::parse_from_rfc3339(expires_at).is_ok());
+
+    assert_eq!(exchange(&backend, "wrong", "T1").await.status(), 401);
+    assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T9").await.status(), 404);
+    backend
+        .wait_for_exchange_calls("T1", 4, WAIT)
+        .await
+        .expect("four calls");
+    assert_eq!(backend.exchange_calls("T1"), 4);
+}
+
+#[tokio::test]
+async fn a_hanging_exchange_outlasts_the_client_timeout() {
+    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
+    backend.set_exchange_mode("T1", ExchangeMode::Hang);
+    let outcome = reqwest::Client::new()
+        .post(format!("{}/internal/v1/spritz/channel-sessions/exchange", backend.base_url()))
+        .bearer_auth(INTERNAL_TOKEN)
+        .timeout(Duration::from_millis(200))
+        .json(&json!({"principalId": "p", "provider": "slack", "externalScopeType": "workspace", "externalTenantId": "T1"}))
+        .send()
+        .await;
+    assert!(outcome.expect_err("timed out").is_timeout());
+    assert_eq!(backend.exchange_calls("T1"), 1);
+}
+
+#[tokio::test]
+async fn installs_and_disconnects_are_recorded_and_change_what_the_exchange_answers() {
+    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
+    let upsert: Value = http()
+        .post(format!("{}/internal/v1/spritz/channel-installations/upsert", backend.base_url()))
+        .bearer_auth(INTERNAL_TOKEN)
+        .json(&json!({
+            "principalId": "p", "provider": "slack", "externalScopeType": "workspace",
+            "externalTenantId": "T2", "presetId": "zeno",
+            "ownerRef": {"type": "external", "provider": "slack", "subject": "U1", "tenant": "T2"},
+            "providerAuth": {"providerInstallRef": "slack-install:T2", "apiAppId": "A2", "teamId": "T2",
+                             "botUserId": "U2BOT", "botAccessToken": "xoxb-2", "scopeSet": ["chat:write"]},
+        }))
+        .send()
+        .await
+        .expect("upsert")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        upsert,
+        json!({"status": "resolved", "installation": {"providerInstallRef": "slack-install:T2"}})
+    );
+    assert_eq!(backend.installations().len(), 1);
+    assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T2").await.status(), 200);
+    assert_eq!(
+        backend.team("T2").expect("installed").bot_access_token,
+        "xoxb-2"
+    );
+
+    http()
+        .post(format!("{}/internal/v1/spritz/channel-installations/disconnect", backend.base_url()))
+        .bearer_auth(INTERNAL_TOKEN)
+        .json(&json!({"principalId": "p", "provider": "slack", "externalScopeType": "workspace", "externalTenantId": "T2"}))
+        .send()
+        .await
+        .expect("disconnect")
+        .error_for_status()
+        .expect("disconnected");
+    let disconnects = backend
+        .wait_for_disconnects(1, WAIT)
+        .await
+        .expect("disconnect recorded");
+    assert_eq!(disconnects[0]["externalTenantId"], "T2");
+    assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T2").await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_lifecycle_receiver_checks_its_token_and_fails_on_demand() {
+    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
+    backend.set_lifecycle_token("lifecycle-token");
+    backend.fail_next_lifecycle_webhooks(1, 502);
+    let notify = |token: &'static str| {
+        http()
+            .post(backend.lifecycle_url())
+            .bearer_auth(token)
+            .json(&json!({"namespace": "ns", "instanceId": "i", "phase": "Expired"}))
+            .send()
+    };
+    assert_eq!(notify("wrong").await.expect("notify").status(), 401);
+    assert_eq!(
+        notify("lifecycle-token").await.expect("notify").status(),
+        502
+    );
+    assert!(
+        notify("lifecycle-token")
+            .await
+            .expect("notify")
+            .status()
+            .is_success()
+    );
+    let webhooks = backend
+        .wait_for_lifecycle_webhooks(1, WAIT)
+        .await
+        .expect("webhook");
+    assert_eq!(
+        webhooks,
+        vec![json!({"namespace": "ns", "instanceId": "i", "phase": "Expired"})]
+    );
+    assert_eq!(backend.lifecycle_attempts(), 3);
+}
+
+#[tokio::test]
+async fn the_control_api_reads_posts_and_sets_faults() {
+    let slack = FakeSlack::start().await.expect("slack");
+    let control = spritz_sandbox::slack::ControlClient::new(&slack.base_url());
+    let waiter = tokio::spawn({
+        let control = control.clone();
+        async move { control.wait_for_posts(1, WAIT).await }
+    });
+    http()
+        .post(format!("{}/_sandbox/faults", slack.origin()))
+        .json(&json!({"kind": "status", "count": 1, "status": 503}))
+        .send()
+        .await
+        .expect("faults")
+        .error_for_status()
+        .expect("accepted");
+    let post = || {
+        http()
+            .post(format!("{}/chat.postMessage", slack.base_url()))
+            .bearer_auth("xoxb-1")
+            .json(&json!({"channel": "C1", "text": "hi"}))
+            .send()
+    };
+    assert_eq!(post().await.expect("post").status(), 503);
+    assert!(post().await.expect("post").status().is_success());
+    let posts = waiter.await.expect("task").expect("posts");
+    assert_eq!(posts[0].text, "hi");
+}
