@@ -1,1 +1,65 @@
-fn main(){}
+//! `spritz-gateway`: `serve` (Slack ingress), `worker` and `dlq`. Only wiring here.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spritz_gateway::{Application, ServeConfig, config};
+use spritz_service::config::{Env, describe, exit_on_error};
+use spritz_service::{shutdown, telemetry};
+use spritz_worker::cli::{DlqCommand, WORKER_VARIABLES};
+
+#[derive(Parser)]
+#[command(
+    name = "spritz-gateway",
+    version,
+    about = "Spritz Slack channel gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Slack events endpoint and the OAuth install flow.
+    #[command(after_help = describe(config::VARIABLES))]
+    Serve,
+    /// Consume Slack events and answer them through the agent runtimes.
+    #[command(after_help = describe(WORKER_VARIABLES))]
+    Worker,
+    /// Inspect and replay the parking lot.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve => serve().await,
+        Command::Worker => spritz_worker::cli::worker_main().await,
+        Command::Dlq(command) => spritz_worker::cli::dlq_main(command).await,
+    }
+}
+
+async fn serve() -> ExitCode {
+    let config = exit_on_error(
+        "spritz-gateway serve",
+        ServeConfig::from_env(&Env::process()),
+    );
+    telemetry::init_subscriber(telemetry::get_subscriber("info", std::io::stdout));
+    let result = async {
+        let app = Application::build(config).await?;
+        tracing::info!(addr = %app.addr(), ops = %app.ops_addr(), "spritz-gateway serve listening");
+        app.run_until_stopped(shutdown::on_signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let error = anyhow::Error::from(error);
+            tracing::error!(error = format!("{error:#}"), "spritz-gateway serve failed");
+            eprintln!("spritz-gateway serve: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

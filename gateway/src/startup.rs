@@ -1,0 +1,126 @@
+//! Building and running the ingress: [`Application::build`] binds both listeners and
+//! starts the broker supervisor; [`Application::run_until_stopped`] serves until the
+//! shutdown token fires, lets in-flight requests (and so their publishes) finish,
+//! then closes the broker connection.
+
+use std::net::SocketAddr;
+
+use prometheus::Registry;
+use secrecy::ExposeSecret;
+use spritz_service::metrics::{BrokerMetrics, register_build_info};
+use spritz_service::{Broker, BrokerSettings, OpsServer, Readiness};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+use crate::install::Installer;
+use crate::metrics::GatewayMetrics;
+use crate::oauth_state::StateSigner;
+use crate::routes::{AppState, router};
+
+/// A gateway with its listeners bound, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    ops: OpsServer,
+    ops_addr: SocketAddr,
+    router: axum::Router,
+    broker: Broker,
+    supervisor: JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds `SPRITZ_SLACK_GATEWAY_ADDR` and `SPRITZ_METRICS_ADDR` (port 0 picks a free
+    /// one) and starts connecting to the broker in the background: until it is up,
+    /// events are answered 503 and `/readyz` fails.
+    ///
+    /// # Errors
+    /// A listener cannot be bound, or the HTTP client cannot be built.
+    pub async fn build(config: ServeConfig) -> Result<Self> {
+        let registry = Registry::new();
+        register_build_info(&registry, "gateway")?;
+        let broker_metrics = BrokerMetrics::register(&registry)?;
+        let metrics = GatewayMetrics::register(&registry)?;
+
+        let mut settings =
+            BrokerSettings::new(config.amqp_url.expose_secret(), "spritz-gateway serve");
+        settings.confirm_timeout = config.publish_timeout;
+        settings.publisher_channels = config.publisher_channels;
+        let (broker, supervisor) = Broker::start(settings, broker_metrics);
+
+        let readiness = Readiness::new().with_check("broker", {
+            let broker = broker.clone();
+            move || broker.is_ready()
+        });
+        let ops = OpsServer::bind(config.metrics_addr.0, registry, readiness)
+            .await
+            .map_err(|e| Error::Bind(e, config.metrics_addr.0))?;
+        let ops_addr = ops.local_addr().map_err(Error::Serve)?;
+
+        let installer = Installer::new(&config)?;
+        let state = AppState::new(
+            broker.clone(),
+            metrics,
+            config.signing_secret.clone(),
+            config.publish_timeout,
+            installer,
+            StateSigner::new(config.oauth_state_secret.clone()),
+        );
+        let router = router(state, config.route_prefix());
+        let listener = TcpListener::bind(config.listen_addr.0)
+            .await
+            .map_err(|e| Error::Bind(e, config.listen_addr.0))?;
+        let addr = listener.local_addr().map_err(Error::Serve)?;
+        Ok(Self {
+            listener,
+            addr,
+            ops,
+            ops_addr,
+            router,
+            broker,
+            supervisor,
+        })
+    }
+
+    /// The bound Slack listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound `/metrics` listener.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` is cancelled: stops accepting, waits for in-flight
+    /// requests, closes the broker connection, stops the operations listener.
+    ///
+    /// # Errors
+    /// The main listener failed.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        let ops_stop = CancellationToken::new();
+        let ops = tokio::spawn(self.ops.run(ops_stop.clone()));
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown({
+                let shutdown = shutdown.clone();
+                async move { shutdown.cancelled().await }
+            })
+            .await;
+        tracing::info!("stopped accepting; in-flight requests done, closing the broker connection");
+        self.broker.close().await;
+        let _ = self.supervisor.await;
+        ops_stop.cancel();
+        match ops.await {
+            Ok(Err(error)) => tracing::warn!(%error, "operations listener failed"),
+            Err(error) => tracing::warn!(%error, "operations listener task failed"),
+            Ok(Ok(())) => {}
+        }
+        served.map_err(Error::Serve)
+    }
+}
