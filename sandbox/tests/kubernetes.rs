@@ -468,6 +468,89 @@ async fn deleting_a_spritz_with_a_finalizer_waits_for_its_removal() {
     assert!(fake.spritz("team-a", "concierge").is_none());
 }
 
+#[tokio::test]
+async fn the_control_api_drives_the_same_operations_over_http() {
+    let fake = FakeKubernetes::start().await.expect("fake starts");
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}/_sandbox{path}", fake.base_url());
+    let mut events = spawn_watcher(Api::all(fake.client().expect("client")));
+    next_matching(&mut events, "init done", is_init_done).await;
+
+    let created = http
+        .post(url("/spritzes"))
+        .json(&json!({"namespace": "team-a", "name": "concierge", "phase": "Provisioning"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let created: serde_json::Value = created.json().await.expect("created json");
+    assert_eq!(created["name"], "concierge");
+    let phase = http
+        .put(url("/spritzes/team-a/concierge/phase"))
+        .json(&json!({"phase": "Ready"}))
+        .send()
+        .await
+        .expect("set phase");
+    assert!(phase.status().is_success());
+    next_matching(&mut events, "Ready", |item| {
+        is_apply(item, "concierge", Some("Ready"))
+    })
+    .await;
+
+    let before = fake.request_counts();
+    let restarted = http.post(url("/restart")).send().await.expect("restart");
+    assert_eq!(restarted.status(), reqwest::StatusCode::NO_CONTENT);
+    fake.wait_until(WAIT, |fake| fake.request_counts().expired > before.expired)
+        .await
+        .expect("the resumed watch was told 410");
+
+    let fault = http
+        .post(url("/faults"))
+        .json(&json!({"kind": "patch", "count": 1}))
+        .send()
+        .await
+        .expect("fault");
+    assert!(fault.status().is_success());
+    let api: Api<Spritz> = Api::namespaced(fake.client().expect("client"), "team-a");
+    let patch = Patch::Merge(json!({"metadata": {"annotations": {NOTIFIED: "Ready"}}}));
+    assert!(
+        api.patch("concierge", &PatchParams::default(), &patch)
+            .await
+            .is_err()
+    );
+    api.patch("concierge", &PatchParams::default(), &patch)
+        .await
+        .expect("patch after the fault");
+    let waited = http
+        .get(url("/spritzes/team-a/concierge/annotations/wait"))
+        .query(&[
+            ("key", NOTIFIED),
+            ("value", "Ready"),
+            ("timeout_ms", "5000"),
+        ])
+        .send()
+        .await
+        .expect("wait");
+    assert_eq!(waited.status(), reqwest::StatusCode::OK);
+
+    let stats: serde_json::Value = http
+        .get(url("/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    assert_eq!(stats["requests"]["patches"], 2);
+    let deleted = http
+        .delete(url("/spritzes/team-a/concierge"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), reqwest::StatusCode::NO_CONTENT);
+    assert!(fake.spritz("team-a", "concierge").is_none());
+}
+
 fn lease(holder: &str) -> Lease {
     Lease {
         metadata: kube::api::ObjectMeta {

@@ -12,6 +12,7 @@
 //! read annotations the notifier wrote, compact history or restart the server to force
 //! 410 Gone on watch resume, and inject patch failures.
 
+mod control;
 mod patch;
 mod resource;
 mod routes;
@@ -34,7 +35,8 @@ pub use store::RequestCounts;
 use store::{Call, ObjectKey, Shared};
 
 /// A Spritz the test created, with the identity the notifier will report.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SpritzRef {
     pub namespace: String,
     pub name: String,
@@ -63,12 +65,12 @@ impl SpritzRef {
 /// connection) when the last clone is dropped.
 #[derive(Clone)]
 pub struct FakeKubernetes {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     shared: Arc<Shared>,
-    server: server::Server,
+    connections: server::Connections,
+    addr: SocketAddr,
+    /// Keeps the server running; `None` in the handle the control API holds, which
+    /// must not keep its own server alive.
+    guard: Option<Arc<server::ServerGuard>>,
 }
 
 impl FakeKubernetes {
@@ -85,16 +87,22 @@ impl FakeKubernetes {
     /// # Errors
     /// When `addr` cannot be bound.
     pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Self> {
-        let shared = Shared::new();
-        let server = server::Server::bind(addr, routes::router(shared.clone())).await?;
-        tracing::debug!(addr = %server.local_addr(), "fake kubernetes listening");
-        Ok(Self {
-            inner: Arc::new(Inner { shared, server }),
-        })
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let mut fake = Self {
+            shared: Shared::new(),
+            connections: server::Connections::default(),
+            addr: listener.local_addr()?,
+            guard: None,
+        };
+        let router = routes::router(fake.shared.clone()).merge(control::router(fake.clone()));
+        let guard = server::serve(listener, router, fake.connections.clone());
+        fake.guard = Some(Arc::new(guard));
+        tracing::debug!(addr = %fake.addr, "fake kubernetes listening");
+        Ok(fake)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.server.local_addr()
+        self.addr
     }
 
     /// `http://127.0.0.1:<port>`, without a trailing slash.
@@ -146,7 +154,6 @@ impl FakeKubernetes {
             object["status"] = json!({"phase": phase});
         }
         let created = self
-            .inner
             .shared
             .write(|store| store.create(ResourceKind::Spritz, namespace, object, true))?;
         Ok(SpritzRef::from_object(&created))
@@ -171,8 +178,7 @@ impl FakeKubernetes {
         phase: &str,
     ) -> Result<SpritzRef, ApiError> {
         let key = ObjectKey::new(ResourceKind::Spritz, namespace, name);
-        self.inner
-            .shared
+        self.shared
             .write(|store| {
                 store.modify(&key, |object| {
                     if !object["status"].is_object() {
@@ -191,10 +197,7 @@ impl FakeKubernetes {
     pub fn delete_spritz(&self, namespace: &str, name: &str) {
         let key = ObjectKey::new(ResourceKind::Spritz, namespace, name);
         // NotFound is the only failure without preconditions, and it means "done".
-        let _ = self
-            .inner
-            .shared
-            .write(|store| store.delete(&key, &Value::Null));
+        let _ = self.shared.write(|store| store.delete(&key, &Value::Null));
     }
 
     /// The Spritz as the API serves it.
@@ -264,7 +267,7 @@ impl FakeKubernetes {
         timeout: Duration,
         mut condition: impl FnMut(&FakeKubernetes) -> bool,
     ) -> anyhow::Result<()> {
-        let mut changes = self.inner.shared.subscribe_changes();
+        let mut changes = self.shared.subscribe_changes();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if condition(self) {
@@ -284,26 +287,31 @@ impl FakeKubernetes {
     pub async fn restart(&self) {
         // Compact first: a client that reconnects before its connection is cut must
         // already find its version gone. Streams end only by losing their connection.
-        self.inner.shared.write(|store| store.compact());
-        self.inner.server.drop_connections().await;
+        self.restart_sparing(None).await;
+    }
+
+    /// [`Self::restart`], keeping the connection the control API was asked on.
+    async fn restart_sparing(&self, spare: Option<server::ConnectionId>) {
+        self.shared.write(|store| store.compact());
+        self.connections.cut(spare).await;
     }
 
     /// Compacts the history: every resource version issued so far becomes too old, so
     /// the next watch resume gets a 410 `ERROR` event (open watches keep streaming).
     pub fn compact(&self) {
-        self.inner.shared.write(|store| store.compact());
+        self.shared.write(|store| store.compact());
     }
 
     /// Ends every open watch stream cleanly, as when `timeoutSeconds` runs out; clients
     /// resume from their last resource version.
     pub fn end_watches(&self) {
-        self.inner.shared.write(|store| store.end_watches());
+        self.shared.write(|store| store.end_watches());
     }
 
     /// How often open watches that allow bookmarks get a `BOOKMARK` event (default one
     /// minute, like real API servers; `None` stops them).
     pub fn set_bookmark_interval(&self, interval: Option<Duration>) {
-        self.inner.shared.set_bookmark_interval(interval);
+        self.shared.set_bookmark_interval(interval);
     }
 
     /// The Lease as the API serves it.
@@ -321,7 +329,7 @@ impl FakeKubernetes {
     /// missing), e.g. to make a notifier find the lease held by someone else.
     pub fn put_lease(&self, namespace: &str, name: &str, spec: Value) -> Value {
         let key = ObjectKey::new(ResourceKind::Lease, namespace, name);
-        self.inner.shared.write(|store| {
+        self.shared.write(|store| {
             if let Some(updated) = store.modify(&key, |lease| lease["spec"] = spec.clone()) {
                 return updated;
             }
@@ -334,43 +342,42 @@ impl FakeKubernetes {
 
     /// Number of watch streams open right now.
     pub fn watch_connections(&self) -> usize {
-        self.inner.shared.open_watches()
+        self.shared.open_watches()
     }
 
     /// Lists, watches, 410 answers and patches served so far.
     pub fn request_counts(&self) -> RequestCounts {
-        self.inner.shared.read(|store| store.counts())
+        self.shared.read(|store| store.counts())
     }
 
     /// The current global resource version.
     pub fn resource_version(&self) -> u64 {
-        self.inner.shared.read(|store| store.resource_version())
+        self.shared.read(|store| store.resource_version())
     }
 
     /// The next `n` PATCH calls on Spritzes (any patch type, main resource or
     /// `/status`) answer 500 InternalError and change nothing. Leases are not affected.
     pub fn fail_next_patches(&self, n: usize) {
-        self.inner
-            .shared
-            .write(|store| store.fail_next(Call::Patch, n));
+        self.shared.write(|store| store.fail_next(Call::Patch, n));
     }
 
     /// The next `n` list calls on Spritzes answer 500 (to test watch restarts).
     pub fn fail_next_lists(&self, n: usize) {
-        self.inner
-            .shared
-            .write(|store| store.fail_next(Call::List, n));
+        self.shared.write(|store| store.fail_next(Call::List, n));
     }
 
     /// The next `n` watch calls on Spritzes answer 500 before streaming anything.
     pub fn fail_next_watches(&self, n: usize) {
-        self.inner
-            .shared
-            .write(|store| store.fail_next(Call::Watch, n));
+        self.shared.write(|store| store.fail_next(Call::Watch, n));
+    }
+
+    /// Every stored object of `kind`, in list order.
+    fn objects(&self, kind: ResourceKind) -> Vec<Value> {
+        self.shared.read(|store| store.objects_of(kind))
     }
 
     fn object(&self, kind: ResourceKind, namespace: &str, name: &str) -> Option<Value> {
         let key = ObjectKey::new(kind, namespace, name);
-        self.inner.shared.read(|store| store.get(&key).cloned())
+        self.shared.read(|store| store.get(&key).cloned())
     }
 }

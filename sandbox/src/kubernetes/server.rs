@@ -2,75 +2,91 @@
 //! connection's task, so a simulated API server restart can cut them all (open watches
 //! included) while the listening port stays the same.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::Router;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-type Connections = Arc<Mutex<Vec<JoinHandle<()>>>>;
+/// Which connection a request came on (a request extension), so the control API can
+/// restart the server without cutting the connection that asked for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionId(u64);
 
-/// A running listener; dropping it stops accepting and cuts every connection.
-pub struct Server {
-    addr: SocketAddr,
+/// The open connections' tasks.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<Mutex<ConnectionSet>>);
+
+#[derive(Default)]
+struct ConnectionSet {
+    next_id: u64,
+    open: Vec<(ConnectionId, JoinHandle<()>)>,
+}
+
+impl Connections {
+    fn next_id(&self) -> ConnectionId {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.next_id += 1;
+        ConnectionId(set.next_id)
+    }
+
+    fn add(&self, id: ConnectionId, task: JoinHandle<()>) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.open.retain(|(_, task)| !task.is_finished());
+        set.open.push((id, task));
+    }
+
+    /// Cuts every open connection but `spare` (no graceful close, like a process that
+    /// went away) and returns once their tasks are gone.
+    pub async fn cut(&self, spare: Option<ConnectionId>) {
+        let cut: Vec<JoinHandle<()>> = {
+            let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let (kept, cut) = std::mem::take(&mut set.open)
+                .into_iter()
+                .partition(|(id, _)| Some(*id) == spare);
+            set.open = kept;
+            cut.into_iter().map(|(_, task)| task).collect()
+        };
+        for task in &cut {
+            task.abort();
+        }
+        for task in cut {
+            // The task was aborted; its outcome carries no information.
+            let _ = task.await;
+        }
+    }
+
+    fn abort_all(&self) {
+        let set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, task) in &set.open {
+            task.abort();
+        }
+    }
+}
+
+/// Owns the accept loop; dropping it stops accepting and cuts every connection.
+pub struct ServerGuard {
     accept: JoinHandle<()>,
     connections: Connections,
 }
 
-impl Server {
-    /// # Errors
-    /// When the address cannot be bound.
-    pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let connections = Connections::default();
-        let accept = tokio::spawn(accept_loop(listener, router, connections.clone()));
-        Ok(Self {
-            addr,
-            accept,
-            connections,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Cuts every open connection (no graceful close, like a process that went away)
-    /// and returns once their tasks are gone.
-    pub async fn drop_connections(&self) {
-        let handles = std::mem::take(
-            &mut *self
-                .connections
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for handle in &handles {
-            handle.abort();
-        }
-        for handle in handles {
-            // The task was aborted; its outcome carries no information.
-            let _ = handle.await;
-        }
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.connections.abort_all();
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.accept.abort();
-        for handle in self
-            .connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            handle.abort();
-        }
+/// Serves `router` on `listener` until the returned guard is dropped.
+pub fn serve(listener: TcpListener, router: Router, connections: Connections) -> ServerGuard {
+    let accept = tokio::spawn(accept_loop(listener, router, connections.clone()));
+    ServerGuard {
+        accept,
+        connections,
     }
 }
 
@@ -85,8 +101,9 @@ async fn accept_loop(listener: TcpListener, router: Router, connections: Connect
                 continue;
             }
         };
-        let service = TowerToHyperService::new(router.clone());
-        let connection = tokio::spawn(async move {
+        let id = connections.next_id();
+        let service = TowerToHyperService::new(router.clone().layer(Extension(id)));
+        let task = tokio::spawn(async move {
             let served = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
@@ -94,8 +111,6 @@ async fn accept_loop(listener: TcpListener, router: Router, connections: Connect
                 tracing::debug!(error = %err, "fake kubernetes: connection ended with an error");
             }
         });
-        let mut open = connections.lock().unwrap_or_else(PoisonError::into_inner);
-        open.retain(|handle| !handle.is_finished());
-        open.push(connection);
+        connections.add(id, task);
     }
 }

@@ -116,7 +116,7 @@ pub struct ListPage {
 }
 
 /// Request counters, for tests that assert a client re-listed or was told 410.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RequestCounts {
     /// List calls answered (each page counts).
     pub lists: usize,
@@ -200,6 +200,14 @@ impl Store {
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Value> {
         self.objects.get(key)
+    }
+
+    pub fn objects_of(&self, kind: ResourceKind) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|(key, _)| key.kind == kind)
+            .map(|(_, object)| object.clone())
+            .collect()
     }
 
     /// Makes every version issued so far too old to resume from.
