@@ -551,6 +551,31 @@ async fn the_control_api_drives_the_same_operations_over_http() {
     assert!(fake.spritz("team-a", "concierge").is_none());
 }
 
+#[tokio::test]
+async fn the_kubeconfig_points_kube_rs_at_the_fake() {
+    let fake = FakeKubernetes::start().await.expect("fake starts");
+    fake.create_spritz("team-a", "concierge", Some("Ready"));
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&fake.kubeconfig()).expect("parses");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("a config");
+    let client = kube::Client::try_from(config).expect("client");
+    let version = client.apiserver_version().await.expect("version");
+    assert_eq!(version.major, "1");
+    let spritzes: Api<Spritz> = Api::default_namespaced(client.clone());
+    assert!(
+        spritzes
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    let spritzes: Api<Spritz> = Api::namespaced(client, "team-a");
+    let found = spritzes.get("concierge").await.expect("get");
+    assert_eq!(phase(&found), Some("Ready"));
+}
+
 fn lease(holder: &str) -> Lease {
     Lease {
         metadata: kube::api::ObjectMeta {
@@ -583,6 +608,15 @@ async fn lease_create_and_replace_follow_optimistic_concurrency() {
         .expect_err("a second create");
     assert!(
         matches!(&err, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists"),
+        "{err:?}"
+    );
+
+    let err = api
+        .create(&PostParams::default(), &created)
+        .await
+        .expect_err("a create that carries a resourceVersion");
+    assert!(
+        matches!(&err, kube::Error::Api(status) if status.code == 500),
         "{err:?}"
     );
 

@@ -117,6 +117,23 @@ impl FakeKubernetes {
         kube::Config::new(self.base_url().parse().unwrap_or_default())
     }
 
+    /// A kubeconfig naming this server (context `spritz-sandbox`, namespace `default`,
+    /// no credentials), for a process that reads `KUBECONFIG`, or for kubectl.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\n\
+             kind: Config\n\
+             clusters:\n\
+             - name: spritz-sandbox\n  cluster:\n    server: {}\n\
+             users:\n\
+             - name: spritz-sandbox\n  user: {{}}\n\
+             contexts:\n\
+             - name: spritz-sandbox\n  context:\n    cluster: spritz-sandbox\n    user: spritz-sandbox\n    namespace: default\n\
+             current-context: spritz-sandbox\n",
+            self.base_url()
+        )
+    }
+
     /// A kube-rs client for this server.
     ///
     /// # Errors

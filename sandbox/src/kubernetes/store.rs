@@ -370,6 +370,16 @@ impl Store {
                 ));
             }
         };
+        if metadata["resourceVersion"]
+            .as_str()
+            .is_some_and(|version| !version.is_empty())
+        {
+            // What etcd3's store answers (as a 500), e.g. for a create from a copy of a
+            // read object.
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         let key = ObjectKey::new(kind, namespace, &name);
         if self.objects.contains_key(&key) {
             return Err(ApiError::already_exists(kind, &name));
