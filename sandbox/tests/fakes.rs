@@ -810,3 +810,134 @@ async fn the_control_api_reads_posts_and_sets_faults() {
     let posts = waiter.await.expect("task").expect("posts");
     assert_eq!(posts[0].text, "hi");
 }
+
+/// A stand-in gateway for the CLI test: verifies Slack's signature, answers 200, then
+/// posts a status message and the reply to the fake Slack as a worker would.
+async fn spawn_signature_checking_gateway(
+    slack: &FakeSlack,
+    secret: &'static str,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use axum::http::HeaderMap;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let slack_api = slack.base_url();
+    let app = axum::Router::new().route(
+        "/slack/events",
+        axum::routing::post(move |headers: HeaderMap, body: bytes::Bytes| {
+            let events_tx = events_tx.clone();
+            let slack_api = slack_api.clone();
+            async move {
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+                let verified = signature_is_valid(
+                    secret,
+                    header("x-slack-request-timestamp"),
+                    header("x-slack-signature"),
+                    &body,
+                );
+                if !verified {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                }
+                let event: Value = serde_json::from_slice(&body).expect("event json");
+                let channel = event["event"]["channel"]
+                    .as_str()
+                    .expect("channel")
+                    .to_owned();
+                let text = event["event"]["text"].as_str().expect("text").to_owned();
+                events_tx.send(event).expect("record event");
+                tokio::spawn(async move {
+                    for reply in [
+                        "Still waking up. I will continue here shortly.",
+                        &format!("echo: {text}"),
+                    ] {
+                        http()
+                            .post(format!("{slack_api}/chat.postMessage"))
+                            .bearer_auth("xoxb-demo")
+                            .json(&json!({"channel": channel, "text": reply}))
+                            .send()
+                            .await
+                            .expect("post reply");
+                    }
+                });
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, events_rx)
+}
+
+fn signature_is_valid(
+    secret: &str,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> bool {
+    let now = chrono::Utc::now().timestamp();
+    spritz_proto::slack_signature::verify(secret.as_bytes(), timestamp, signature, body, now)
+        .is_ok()
+}
+
+#[tokio::test]
+async fn send_message_signs_like_slack_and_prints_the_reply_after_the_status() {
+    let slack = FakeSlack::start().await.expect("slack");
+    let (gateway_url, mut events) = spawn_signature_checking_gateway(&slack, "cli-secret").await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_spritz-sandbox"))
+        .args([
+            "send-message",
+            "--gateway-url",
+            &gateway_url,
+            "--signing-secret",
+            "cli-secret",
+        ])
+        .args([
+            "--slack-url",
+            &slack.origin(),
+            "--channel",
+            "C1",
+            "--text",
+            "hello there",
+            "--timeout",
+            "10s",
+        ])
+        .env_remove("SPRITZ_SLACK_SIGNING_SECRET")
+        .output()
+        .await
+        .expect("run spritz-sandbox");
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("gateway answered 200"), "{stdout}");
+    assert!(stdout.contains("Still waking up"), "{stdout}");
+    assert!(
+        stdout.contains("echo: <@U0DEMOBOT> hello there"),
+        "{stdout}"
+    );
+    let event = events.recv().await.expect("event delivered");
+    assert_eq!(event["type"], "event_callback");
+    assert_eq!(event["team_id"], "T0DEMO");
+    assert_eq!(event["event"]["type"], "app_mention");
+    assert_eq!(event["event"]["channel"], "C1");
+
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_spritz-sandbox"))
+        .args([
+            "send-message",
+            "--gateway-url",
+            &gateway_url,
+            "--signing-secret",
+            "wrong",
+        ])
+        .args(["--slack-url", &slack.origin(), "--text", "hi", "--no-wait"])
+        .env_remove("SPRITZ_SLACK_SIGNING_SECRET")
+        .output()
+        .await
+        .expect("run spritz-sandbox");
+    assert!(!refused.status.success());
+}
