@@ -1,0 +1,229 @@
+//! What one backend-sync delivery becomes — forwarded, re-queued through a delay tier,
+//! or parked — and the confirmed publish of its retry or parking-lot copy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::{FieldTable, ShortString};
+use spritz_proto::properties::{
+    self, ATTEMPT, Envelope, ORIGIN_EXCHANGE, ORIGIN_ROUTING_KEY, PARK_REASON, PARKED_AT,
+};
+use spritz_proto::topology::{
+    self, BACKEND_SYNC_QUEUE, BACKEND_SYNC_RETRY_EXCHANGE, DEAD_LETTER_EXCHANGE, RetryTiers,
+};
+use spritz_proto::{LifecycleEvent, MessageType};
+use spritz_service::{Broker, PublishError};
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{BackendSyncMetrics, SyncOutcome};
+use super::webhook::Webhook;
+
+/// Park reason of an event the webhook refused on every try.
+pub const WEBHOOK_FAILED: &str = "lifecycle_webhook_failed";
+
+/// Pause before handing a delivery back when its copy could not be published.
+const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+
+/// What became of one delivery; the caller acks it in every case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Forwarded,
+    /// A copy waits `delay` in the backend-sync delay tier; it carries `attempt`.
+    Retry {
+        attempt: u32,
+        delay: Duration,
+    },
+    Parked {
+        reason: &'static str,
+    },
+    Skipped,
+}
+
+impl Outcome {
+    fn metric(&self) -> SyncOutcome {
+        match self {
+            Outcome::Forwarded => SyncOutcome::Forwarded,
+            Outcome::Retry { .. } => SyncOutcome::Retry,
+            Outcome::Parked { .. } => SyncOutcome::DeadLettered,
+            Outcome::Skipped => SyncOutcome::Skipped,
+        }
+    }
+}
+
+pub(super) struct Forwarder {
+    broker: Broker,
+    webhook: Option<Webhook>,
+    max_attempts: u32,
+    retry_delays: Vec<Duration>,
+    tiers: RetryTiers,
+    metrics: BackendSyncMetrics,
+}
+
+impl Forwarder {
+    pub(super) fn new(
+        broker: Broker,
+        webhook: Option<Webhook>,
+        max_attempts: u32,
+        retry_delays: Vec<Duration>,
+        metrics: BackendSyncMetrics,
+    ) -> Self {
+        // Only declared tiers route; waits between them round up.
+        let tiers = broker.settings().topology.backend_sync_retry_tiers.clone();
+        Self {
+            broker,
+            webhook,
+            max_attempts: max_attempts.max(1),
+            retry_delays,
+            tiers,
+            metrics,
+        }
+    }
+
+    /// Processes one delivery and acks it once its effect is done; hands it back
+    /// (nack, requeue) when its retry or parking copy was not confirmed.
+    pub(super) async fn deliver(self: Arc<Self>, delivery: Delivery, shutdown: CancellationToken) {
+        let message_id = properties::message_id(&delivery.properties).unwrap_or_default();
+        match self.process(&delivery).await {
+            Ok(outcome) => {
+                tracing::debug!(%message_id, ?outcome, "backend sync: delivery done");
+                self.metrics.record(outcome.metric());
+                if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(%message_id, %error, "backend sync: ack failed; the event will come again");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%message_id, %error, "backend sync: retry or parking copy not confirmed; handing the event back");
+                tokio::select! {
+                    () = tokio::time::sleep(REQUEUE_PAUSE) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                };
+                if let Err(error) = delivery.acker.nack(requeue).await {
+                    tracing::debug!(%message_id, %error, "backend sync: nack failed; the broker requeues on channel close");
+                }
+            }
+        }
+    }
+
+    /// # Errors
+    /// The retry or parking-lot copy was not confirmed by the broker.
+    pub(super) async fn process(&self, delivery: &Delivery) -> Result<Outcome, PublishError> {
+        let requeued = properties::header_i64(&delivery.properties, ATTEMPT)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        let event = match spritz_proto::decode::<LifecycleEvent>(&delivery.data) {
+            Ok(event) => event,
+            Err(error) => {
+                let reason = error.reason();
+                tracing::warn!(
+                    reason,
+                    "backend sync: parking an unreadable lifecycle event"
+                );
+                self.park(delivery, reason, requeued).await?;
+                return Ok(Outcome::Parked { reason });
+            }
+        };
+        let Some(webhook) = &self.webhook else {
+            return Ok(Outcome::Skipped);
+        };
+        let span = tracing::debug_span!(
+            "backend_sync",
+            namespace = %event.namespace,
+            instance_id = %event.instance_id,
+            phase = %event.phase,
+        );
+        let _entered = span.enter();
+        let failure = match webhook.send(&event).await {
+            Ok(()) => return Ok(Outcome::Forwarded),
+            Err(failure) => failure,
+        };
+        let tries = requeued.saturating_add(1);
+        if tries >= self.max_attempts {
+            tracing::warn!(tries, %failure, "backend sync: webhook failed on the last try; parking the event");
+            self.park(delivery, WEBHOOK_FAILED, requeued).await?;
+            return Ok(Outcome::Parked {
+                reason: WEBHOOK_FAILED,
+            });
+        }
+        let delay = self.delay_before_retry(requeued);
+        tracing::info!(tries, %failure, delay_ms = delay.as_millis(), "backend sync: webhook failed; retrying later");
+        let envelope = copy_envelope(delivery).with_number(ATTEMPT, i64::from(tries));
+        self.broker
+            .publish(
+                BACKEND_SYNC_RETRY_EXCHANGE,
+                &topology::tier_label(delay),
+                &delivery.data,
+                &envelope,
+            )
+            .await?;
+        Ok(Outcome::Retry {
+            attempt: tries,
+            delay,
+        })
+    }
+
+    /// The tier the copy waits in before retry `requeued + 1`.
+    fn delay_before_retry(&self, requeued: u32) -> Duration {
+        let index = usize::try_from(requeued).unwrap_or(usize::MAX);
+        let wanted = self
+            .retry_delays
+            .get(index)
+            .or(self.retry_delays.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(1));
+        self.tiers.at_or_above(wanted)
+    }
+
+    async fn park(
+        &self,
+        delivery: &Delivery,
+        reason: &str,
+        requeued: u32,
+    ) -> Result<(), PublishError> {
+        let parked_at = chrono::Utc::now().timestamp();
+        let envelope = copy_envelope(delivery)
+            .with_header(PARK_REASON, reason)
+            .with_header(ORIGIN_EXCHANGE, "")
+            .with_header(ORIGIN_ROUTING_KEY, BACKEND_SYNC_QUEUE)
+            .with_number(PARKED_AT, parked_at)
+            .with_number(ATTEMPT, i64::from(requeued));
+        self.broker
+            .publish(
+                DEAD_LETTER_EXCHANGE,
+                BACKEND_SYNC_QUEUE,
+                &delivery.data,
+                &envelope,
+            )
+            .await
+    }
+}
+
+/// The envelope of a retry or parking copy: same id (a fresh one when the original
+/// had none, so `dlq replay` can name it), type and our headers, the trace continued;
+/// the broker's own bookkeeping headers and an earlier parking are left behind.
+fn copy_envelope(delivery: &Delivery) -> Envelope {
+    let mut envelope = Envelope::derived_from(&delivery.properties, MessageType::Lifecycle);
+    if envelope.message_id.is_empty() {
+        envelope.message_id = uuid::Uuid::new_v4().to_string();
+    }
+    let mut kept = FieldTable::default();
+    for (key, value) in envelope.headers.inner() {
+        let name = key.as_str();
+        let broker_owned = name == "x-death"
+            || name == "x-delivery-count"
+            || name.starts_with("x-first-death-")
+            || name.starts_with("x-last-death-");
+        let earlier_parking =
+            [PARK_REASON, ORIGIN_EXCHANGE, ORIGIN_ROUTING_KEY, PARKED_AT].contains(&name);
+        if !broker_owned && !earlier_parking {
+            kept.insert(ShortString::from(name), value.clone());
+        }
+    }
+    envelope.headers = kept;
+    envelope
+}
