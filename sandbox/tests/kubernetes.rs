@@ -10,7 +10,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{CustomResource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use spritz_sandbox::kubernetes::FakeKubernetes;
+use spritz_sandbox::kubernetes::{FakeKubernetes, ResourceKind};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -673,4 +673,43 @@ async fn lease_create_and_replace_follow_optimistic_concurrency() {
 
     api.delete(name, &Default::default()).await.expect("delete");
     assert!(fake.lease("spritz", name).is_none());
+}
+
+#[test]
+fn the_chart_crd_names_what_the_fake_serves_and_the_phases_the_proto_knows() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/spritz-gateway/crds/spritz.sh_spritzes.yaml"
+    );
+    let crd = std::fs::read_to_string(path).expect("the chart's Spritz CRD");
+    let lines: Vec<&str> = crd.lines().map(str::trim).collect();
+    let served = ResourceKind::Spritz;
+    for expected in [
+        format!("name: {}", served.qualified_plural()),
+        format!("group: {}", served.group()),
+        format!("kind: {}", served.kind()),
+        format!("listKind: {}", served.list_kind()),
+        format!("plural: {}", served.plural()),
+        format!("singular: {}", served.singular()),
+        format!("- name: {}", served.version()),
+        "scope: Namespaced".to_owned(),
+        "status: {}".to_owned(),
+        "jsonPath: .status.phase".to_owned(),
+    ] {
+        assert!(lines.contains(&expected.as_str()), "CRD lacks {expected:?}");
+    }
+    let enum_start = lines
+        .iter()
+        .position(|line| *line == "enum:")
+        .expect("a phase enum");
+    let phases: Vec<&str> = lines[enum_start + 1..]
+        .iter()
+        .map_while(|line| line.strip_prefix("- "))
+        .collect();
+    let expected: Vec<&str> = spritz_proto::lifecycle::Phase::ALL
+        .into_iter()
+        .filter(|phase| *phase != spritz_proto::lifecycle::Phase::Deleted)
+        .map(|phase| phase.as_str())
+        .collect();
+    assert_eq!(phases, expected);
 }
