@@ -28,6 +28,41 @@ pub struct SlackEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack_retry: Option<SlackRetry>,
     pub event: SlackEventKind,
+    /// Where the worker left off, on a copy it re-queued through a delay tier. Absent
+    /// on what the gateway publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+/// Worker retry state carried on a re-queued copy, so the next attempt continues
+/// instead of starting over: how many times the message went round, whether it waited
+/// for a runtime, and the agent's reply when only posting it is left (the agent is
+/// never prompted twice). The ledger in Redis stays the authority on what happened;
+/// this only saves work and carries what the ledger does not hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    /// Re-queues so far (1 on the first copy).
+    pub attempt: u32,
+    /// The stage that asked for the retry (`session`, `conversation_busy`, `reply`, …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stage: String,
+    /// The delivery waited for a runtime at least once (counted `recovered` on reply).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovering: bool,
+    /// A status message is visible in the conversation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status_posted: bool,
+    /// The agent's reply, when the prompt is done and only the post is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_text: Option<String>,
+    /// Reply posts tried so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reply_attempts: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 impl SlackEvent {
@@ -46,6 +81,7 @@ impl SlackEvent {
             enterprise_id: None,
             slack_retry: None,
             event,
+            resume: None,
         }
     }
 
@@ -179,6 +215,7 @@ mod tests {
             SlackEventKind::Message(message("C1", Some("channel"), None)),
         );
         event.slack_retry = Some(SlackRetry { num: 1, reason: Some("http_timeout".into()) });
+        event.resume = Some(Resume { attempt: 2, reply_text: Some("hi".into()), ..Resume::default() });
         let body = serde_json::to_vec(&event).expect("serialise");
         let back: SlackEvent = crate::decode(&body).expect("decode");
         assert_eq!(back, event);

@@ -1,25 +1,84 @@
-//! Entry points the `spritz-gateway` binary dispatches to. (Stub: being written.)
+//! Entry points the `spritz-gateway` binary dispatches to: `worker` and `dlq`. Only
+//! wiring: parse config (exit 2 naming the variable), init telemetry, run.
 
 use std::process::ExitCode;
 
+use spritz_service::config::{Env, Variable, exit_on_error};
+use spritz_service::metrics::BrokerMetrics;
+use spritz_service::{Broker, BrokerSettings, shutdown, telemetry};
+
+use crate::app::Application;
+use crate::config::{self, WorkerConfig};
+use crate::dlq::{self, Selection};
+
 /// Variables the worker reads, for `--help`.
-pub const WORKER_VARIABLES: &[spritz_service::config::Variable] = &[];
+pub const WORKER_VARIABLES: &[Variable] = config::VARIABLES;
 
 /// `spritz-gateway dlq …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
-    /// List parked messages.
+    /// List parked messages: id, reason, attempts, age, team, channel (never text).
     List,
+    /// Publish parked messages back where they came from (confirmed), then remove them.
+    Replay {
+        /// Replay every parked message.
+        #[arg(long, conflicts_with = "message_ids")]
+        all: bool,
+        /// The message ids to replay (as `dlq list` shows them).
+        #[arg(required_unless_present = "all")]
+        message_ids: Vec<String>,
+    },
 }
 
 /// `spritz-gateway worker`: parse config (exit 2 on error), run until SIGTERM.
 pub async fn worker_main() -> ExitCode {
-    eprintln!("spritz-gateway worker: not built yet");
-    ExitCode::FAILURE
+    let config = exit_on_error("spritz-gateway worker", WorkerConfig::from_env(&Env::process()));
+    telemetry::init_subscriber(telemetry::get_subscriber("info", std::io::stdout));
+    let result = async {
+        let app = Application::build(config).await?;
+        tracing::info!(ops = %app.ops_addr(), "spritz-gateway worker starting");
+        app.run_until_stopped(shutdown::on_signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let error = anyhow::Error::from(error);
+            tracing::error!(error = format!("{error:#}"), "spritz-gateway worker failed");
+            eprintln!("spritz-gateway worker: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-/// `spritz-gateway dlq …`.
+/// `spritz-gateway dlq …`: reads `SPRITZ_AMQP_URL` only.
 pub async fn dlq_main(command: DlqCommand) -> ExitCode {
-    let _ = command;
-    ExitCode::FAILURE
+    let env = Env::process();
+    let url = env.get(config::AMQP_URL).unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    telemetry::init_subscriber(telemetry::get_subscriber("warn", std::io::stderr));
+    let (broker, task) = Broker::start(BrokerSettings::new(url, "spritz-dlq"), BrokerMetrics::unregistered());
+    let result = match command {
+        DlqCommand::List => dlq::list(&broker).await.map(|parked| print!("{}", dlq::render_table(&parked))),
+        DlqCommand::Replay { all, message_ids } => {
+            let selection = if all { Selection::All } else { Selection::Ids(message_ids) };
+            dlq::replay(&broker, &selection).await.map(|report| {
+                for id in &report.replayed {
+                    println!("replayed {id}");
+                }
+                for id in &report.missing {
+                    eprintln!("not parked: {id}");
+                }
+                println!("{} message(s) replayed", report.replayed.len());
+            })
+        }
+    };
+    broker.close().await;
+    let _ = task.await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("spritz-gateway dlq: {:#}", anyhow::Error::from(error));
+            ExitCode::FAILURE
+        }
+    }
 }

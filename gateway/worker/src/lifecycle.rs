@@ -1,0 +1,108 @@
+//! This worker's broadcast queue on `spritz.lifecycle` (SPEC §4, §5 "Lifecycle"):
+//! end-of-life phases drop cached sessions bound to the runtime; `Ready` wakes the
+//! deliveries this worker left waiting for it (see [`crate::wake`]).
+//!
+//! The queue is exclusive and server-named, redeclared on every new broker link; an
+//! event missed while disconnected only costs a stale session (the next call on it
+//! fails and recovers) or a wake-up at the end of the normal delay.
+
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{FieldTable, ShortString};
+use spritz_proto::topology;
+use spritz_proto::{LifecycleEvent, Phase};
+use spritz_service::{Broker, Link};
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::Ledger;
+use crate::metrics::WorkerMetrics;
+use crate::requeue::Requeue;
+use crate::sessions::SessionCache;
+use crate::wake::Waker;
+
+/// What the lifecycle consumer acts on.
+#[derive(Clone)]
+pub struct LifecycleHandler {
+    pub sessions: SessionCache,
+    pub waker: Waker,
+    pub requeue: Requeue,
+    pub ledger: Ledger,
+    pub metrics: WorkerMetrics,
+}
+
+impl LifecycleHandler {
+    /// Applies one lifecycle event to this worker.
+    pub async fn apply(&self, event: &LifecycleEvent) {
+        let phase = event.phase;
+        let action = if phase.invalidates_sessions() {
+            let dropped = self.sessions.invalidate_runtime(&event.namespace, &event.instance_id);
+            tracing::info!(namespace = %event.namespace, instance_id = %event.instance_id, %phase, dropped, "runtime ending; sessions dropped");
+            "invalidated"
+        } else if phase == Phase::Ready {
+            let woken = self
+                .waker
+                .wake_runtime(&event.namespace, &event.instance_id, &self.sessions, &self.requeue, &self.ledger)
+                .await;
+            tracing::info!(namespace = %event.namespace, instance_id = %event.instance_id, woken, "runtime ready; waiting deliveries woken");
+            "woke"
+        } else {
+            "ignored"
+        };
+        self.metrics.lifecycle_events.with_label_values(&[phase.as_str(), action]).inc();
+    }
+}
+
+/// Consumes lifecycle events until `shutdown`, starting over on every new link.
+pub async fn run(broker: Broker, handler: LifecycleHandler, shutdown: CancellationToken) {
+    let mut links = broker.links();
+    loop {
+        let link = links.borrow_and_update().clone().filter(|link| !link.is_broken());
+        if let Some(link) = link {
+            if let Err(error) = consume_on(&link, &handler, &shutdown).await {
+                tracing::warn!(error = %error, "lifecycle consumer stopped; waiting for a new broker link");
+                link.report_broken();
+            }
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            changed = links.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn consume_on(link: &Link, handler: &LifecycleHandler, shutdown: &CancellationToken) -> Result<(), lapin::Error> {
+    let channel = link.create_channel().await?;
+    channel.basic_qos(32, BasicQosOptions::default()).await?;
+    let queue = topology::declare_lifecycle_broadcast_queue(&channel).await?;
+    let mut consumer = channel
+        .basic_consume(
+            ShortString::from(queue.as_str()),
+            ShortString::from(""),
+            BasicConsumeOptions { exclusive: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        tokio::select! {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    match spritz_proto::decode::<LifecycleEvent>(&delivery.data) {
+                        Ok(event) => handler.apply(&event).await,
+                        Err(error) => {
+                            // The backend-sync queue parks its own copy; this one is dropped.
+                            tracing::warn!(reason = error.reason(), "undecodable lifecycle event ignored");
+                        }
+                    }
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                }
+                Some(Err(error)) => return Err(error),
+                None => return Ok(()),
+            },
+            () = link.closed() => return Ok(()),
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The worker's metrics, exactly as docs/metrics.md ("Worker") names them. Label
+//! values come from the fixed sets below; never ids or error text.
+//! (`spritz_backend_sync_total` is registered by [`crate::backend_sync`].)
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use spritz_service::metrics::{END_TO_END_BUCKETS, LATENCY_BUCKETS};
+
+/// `outcome` of `spritz_worker_deliveries_total`.
+pub const OUTCOMES: &[&str] = &[
+    "replied",
+    "duplicate",
+    "ignored",
+    "recovered",
+    "retry",
+    "failed_terminal",
+    "dead_lettered",
+    "disconnected",
+    "dropped_not_installed",
+    "dropped_app_mismatch",
+];
+
+/// Worker metrics; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    pub deliveries: IntCounterVec,
+    pub stage_seconds: HistogramVec,
+    pub receive_to_reply: Histogram,
+    pub status_messages: IntCounterVec,
+    pub time_to_first_status: Histogram,
+    pub session_cache: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub lifecycle_events: IntCounterVec,
+}
+
+impl WorkerMetrics {
+    /// Registers every worker metric, with each label value pre-created so dashboards
+    /// see zeros instead of gaps.
+    ///
+    /// # Errors
+    /// A metric of the same name is already registered.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let deliveries = IntCounterVec::new(
+            Opts::new("spritz_worker_deliveries_total", "Deliveries taken off the work queue, by outcome"),
+            &["outcome"],
+        )?;
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new("spritz_worker_stage_seconds", "One call to an external service")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["stage"],
+        )?;
+        let receive_to_reply = Histogram::with_opts(
+            HistogramOpts::new("spritz_worker_receive_to_reply_seconds", "Gateway receivedAt to reply posted")
+                .buckets(END_TO_END_BUCKETS.to_vec()),
+        )?;
+        let status_messages = IntCounterVec::new(
+            Opts::new("spritz_worker_status_messages_total", "Status and failure messages posted to Slack"),
+            &["purpose"],
+        )?;
+        let time_to_first_status = Histogram::with_opts(
+            HistogramOpts::new(
+                "spritz_worker_time_to_first_status_seconds",
+                "receivedAt to the first status message",
+            )
+            .buckets(END_TO_END_BUCKETS.to_vec()),
+        )?;
+        let session_cache = IntCounterVec::new(
+            Opts::new("spritz_worker_session_cache_total", "Session cache lookups and invalidations"),
+            &["result"],
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new("spritz_worker_retries_total", "Deliveries re-queued through a delay tier"),
+            &["stage"],
+        )?;
+        let in_flight = IntGauge::new("spritz_worker_in_flight", "Deliveries being processed now")?;
+        let lifecycle_events = IntCounterVec::new(
+            Opts::new("spritz_worker_lifecycle_events_total", "Lifecycle events seen by this worker"),
+            &["phase", "action"],
+        )?;
+        for outcome in OUTCOMES {
+            deliveries.with_label_values(&[*outcome]);
+        }
+        for stage in ["exchange", "upsert", "bootstrap", "prompt", "reply"] {
+            stage_seconds.with_label_values(&[stage]);
+        }
+        for purpose in ["runtime-recovery", "terminal-failure", "internal-error"] {
+            status_messages.with_label_values(&[purpose]);
+        }
+        for result in ["hit", "miss", "invalidated"] {
+            session_cache.with_label_values(&[result]);
+        }
+        for stage in ["session", "conversation_busy", "reply", "disconnect", "ledger"] {
+            retries.with_label_values(&[stage]);
+        }
+        registry.register(Box::new(deliveries.clone()))?;
+        registry.register(Box::new(stage_seconds.clone()))?;
+        registry.register(Box::new(receive_to_reply.clone()))?;
+        registry.register(Box::new(status_messages.clone()))?;
+        registry.register(Box::new(time_to_first_status.clone()))?;
+        registry.register(Box::new(session_cache.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(lifecycle_events.clone()))?;
+        Ok(Self {
+            deliveries,
+            stage_seconds,
+            receive_to_reply,
+            status_messages,
+            time_to_first_status,
+            session_cache,
+            retries,
+            in_flight,
+            lifecycle_events,
+        })
+    }
+
+    /// Metrics registered nowhere (tools, unit tests).
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("a fresh registry has no clashes")
+    }
+
+    /// Times one call to an external service.
+    pub fn stage(&self, stage: &'static str) -> prometheus::HistogramTimer {
+        self.stage_seconds.with_label_values(&[stage]).start_timer()
+    }
+}

@@ -1,0 +1,301 @@
+//! A user message (SPEC §5.2–5.3): session, one prompt at a time per conversation,
+//! conversation upsert, bootstrap, and the ACP prompt, which is never sent twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use spritz_proto::{SlackEvent, UserMessage};
+use tokio::sync::oneshot;
+
+use super::{Held, Pipeline, Turn, retry};
+use crate::clients::acp::AcpError;
+use crate::clients::backend::{ChannelSession, Exchange};
+use crate::clients::spritz::{ConversationUpsert, SpritzError};
+use crate::outcome::{DropReason, Outcome, RetryStage};
+use crate::prompt_text::{conversation_name, prompt_text};
+
+/// Resume stage names that say which message is still to be posted.
+pub(super) const STAGE_TERMINAL: &str = "terminal-failure";
+pub(super) const STAGE_INTERNAL: &str = "internal-error";
+
+/// Where getting a session ended.
+pub(super) enum SessionStep {
+    Ready(Arc<ChannelSession>),
+    /// No runtime now: wait and try again.
+    Recover,
+    Done(Outcome),
+}
+
+/// Where the prompt ended.
+enum Converse {
+    Reply(String),
+    /// The runtime is gone and the prompt was not delivered.
+    Vanished,
+    /// The prompt was not delivered (transient failure): try again later.
+    NotDelivered,
+    /// The prompt was delivered and then failed: never send it again.
+    DeliveredFailed,
+}
+
+impl Pipeline {
+    pub(super) async fn user_message(&self, event: &SlackEvent, message: &UserMessage, held: &Held) -> Outcome {
+        let received_at = event.received_at;
+        let turn = Turn {
+            event,
+            message,
+            key: message.message_key(&event.team_id),
+            resume: event.resume.clone().unwrap_or_default(),
+            threshold: received_at + chrono_duration(self.timing.status_message_delay),
+            deadline: received_at + chrono_duration(self.timing.processing_timeout),
+            started: tokio::time::Instant::now(),
+        };
+        match turn.resume.stage.as_str() {
+            STAGE_TERMINAL => return self.fail_terminal(&turn, held).await,
+            STAGE_INTERNAL => return self.fail_internal(&turn, held).await,
+            _ => {}
+        }
+        if let Some(text) = turn.resume.reply_text.clone() {
+            return self.post_reply(&turn, held, None, &text).await;
+        }
+        match self.ledger.prompt_delivered(&turn.key).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!("prompt was delivered by an earlier attempt that did not finish; not sending it again");
+                return self.fail_internal(&turn, held).await;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "ledger unavailable; retrying later");
+                return retry(event, RetryStage::Ledger, self.timing.session_retry_interval, |_| {});
+            }
+        }
+        if turn.resume.recovering && Utc::now() >= turn.deadline {
+            return self.fail_terminal(&turn, held).await;
+        }
+        let session = match self.session(&turn).await {
+            SessionStep::Ready(session) => session,
+            SessionStep::Recover => return self.recover(&turn, held).await,
+            SessionStep::Done(outcome) => return outcome,
+        };
+        let conversation = message.external_conversation_id();
+        match self.ledger.lock_conversation(&event.team_id, conversation, &held.claim, self.lease()).await {
+            Ok(Some(lock)) => *held.lock_slot() = Some(lock),
+            Ok(None) => {
+                tracing::debug!("conversation busy; waiting");
+                return retry(event, RetryStage::ConversationBusy, self.timing.session_retry_interval, |_| {});
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "ledger unavailable; retrying later");
+                return retry(event, RetryStage::Ledger, self.timing.session_retry_interval, |_| {});
+            }
+        }
+        let converse = self.converse(&turn, held, &session).await;
+        let lock = held.lock_slot().take();
+        if let Some(lock) = lock {
+            if let Err(error) = self.ledger.unlock_conversation(&lock, &held.claim).await {
+                tracing::warn!(error = %error, "could not release the conversation lock; its lease will");
+            }
+        }
+        match converse {
+            Converse::Reply(text) => self.post_reply(&turn, held, Some(&session), &text).await,
+            Converse::Vanished => {
+                tracing::info!("runtime vanished before the prompt was delivered; recovering");
+                self.sessions.invalidate_team(&event.team_id);
+                self.recover(&turn, held).await
+            }
+            Converse::NotDelivered => self.recover(&turn, held).await,
+            Converse::DeliveredFailed => self.fail_internal(&turn, held).await,
+        }
+    }
+
+    /// The team's session from the cache, else from the backend.
+    pub(super) async fn session(&self, turn: &Turn<'_>) -> SessionStep {
+        let team_id = &turn.event.team_id;
+        if let Some(session) = self.sessions.get(team_id) {
+            return self.check_app(turn, &session.provider_auth.api_app_id).map_or(SessionStep::Ready(session), SessionStep::Done);
+        }
+        let timer = self.metrics.stage("exchange");
+        let answer = self.clients.backend.exchange(team_id).await;
+        timer.observe_duration();
+        match answer {
+            Ok(Exchange::Resolved(session)) => {
+                let session = self.sessions.insert(team_id, session);
+                self.check_app(turn, &session.provider_auth.api_app_id).map_or(SessionStep::Ready(session), SessionStep::Done)
+            }
+            Ok(Exchange::Unavailable { provider_auth }) => {
+                tracing::info!("runtime unavailable; recovering");
+                if let Some(auth) = provider_auth {
+                    if let Some(outcome) = self.check_app(turn, &auth.api_app_id) {
+                        return SessionStep::Done(outcome);
+                    }
+                    if let Some(token) = auth.bot_access_token {
+                        self.sessions.remember_bot_token(team_id, token);
+                    }
+                }
+                SessionStep::Recover
+            }
+            Ok(Exchange::NotInstalled { status }) => {
+                tracing::info!(status, "team not installed; dropping");
+                SessionStep::Done(Outcome::Dropped(DropReason::NotInstalled))
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "session exchange failed; recovering");
+                SessionStep::Recover
+            }
+        }
+    }
+
+    /// `Some(drop)` when the event came from another Slack app than the installation's.
+    fn check_app(&self, turn: &Turn<'_>, installed: &str) -> Option<Outcome> {
+        let event_app = turn.event.api_app_id.as_deref().filter(|a| !a.is_empty())?;
+        if installed.is_empty() || installed == event_app {
+            return None;
+        }
+        tracing::warn!(event_app, installed_app = installed, "api_app_id mismatch; dropping");
+        Some(Outcome::Dropped(DropReason::AppMismatch))
+    }
+
+    async fn converse(&self, turn: &Turn<'_>, held: &Held, session: &ChannelSession) -> Converse {
+        let event = turn.event;
+        let message = turn.message;
+        let request = self.upsert_request(turn, session, message.external_conversation_id());
+        let timer = self.metrics.stage("upsert");
+        let upserted = self.clients.spritz.upsert_conversation(session, &request).await;
+        timer.observe_duration();
+        let conversation = match upserted {
+            Ok(conversation) => conversation,
+            Err(error) => return self.spritz_failed("upsert", &event.team_id, &error),
+        };
+        let timer = self.metrics.stage("bootstrap");
+        let booted = self.clients.spritz.bootstrap(&conversation.id, &session.namespace).await;
+        timer.observe_duration();
+        let bootstrap = match booted {
+            Ok(bootstrap) => bootstrap,
+            Err(error) => return self.spritz_failed("bootstrap", &event.team_id, &error),
+        };
+        let text = prompt_text(&event.team_id, message);
+        let (delivered_tx, delivered_rx) = oneshot::channel();
+        let timer = self.metrics.stage("prompt");
+        let prompt = tokio::time::timeout(
+            self.timing.processing_timeout,
+            self.clients.acp.prompt(
+                &conversation.id,
+                &session.namespace,
+                &bootstrap.session_id,
+                &bootstrap.cwd,
+                &text,
+                delivered_tx,
+            ),
+        );
+        let mut delivered = false;
+        let record = async {
+            if delivered_rx.await.is_ok() {
+                if let Err(error) = self.ledger.record_prompt_delivered(&turn.key).await {
+                    tracing::error!(error = %error, "could not record the delivered prompt");
+                }
+                return true;
+            }
+            false
+        };
+        let bot_token = session.provider_auth.bot_access_token.clone();
+        let status = async {
+            let wait = super::until(Utc::now(), turn.threshold);
+            tokio::time::sleep(wait).await;
+            if let Some(token) = &bot_token {
+                self.ensure_status(turn, held, token).await;
+            }
+        };
+        tokio::pin!(prompt, record, status);
+        let (mut recorded, mut status_done) = (false, turn.resume.status_posted);
+        let result = loop {
+            tokio::select! {
+                result = &mut prompt => break result,
+                was = &mut record, if !recorded => { recorded = true; delivered |= was; }
+                () = &mut status, if !status_done => status_done = true,
+            }
+        };
+        timer.observe_duration();
+        if !recorded {
+            // The prompt ended before the delivered signal was polled: record it now.
+            delivered |= record.await;
+        }
+        match result {
+            Ok(Ok(reply)) => Converse::Reply(reply),
+            Ok(Err(AcpError::RuntimeVanished)) if !delivered => {
+                self.sessions.invalidate_team(&event.team_id);
+                Converse::Vanished
+            }
+            Ok(Err(error)) if error.delivered() || delivered => {
+                tracing::warn!(error = %error, "delivered prompt failed");
+                Converse::DeliveredFailed
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "prompt not delivered");
+                Converse::NotDelivered
+            }
+            Err(_) if delivered => {
+                tracing::warn!("delivered prompt timed out");
+                Converse::DeliveredFailed
+            }
+            Err(_) => {
+                tracing::warn!("prompt timed out before delivery");
+                Converse::NotDelivered
+            }
+        }
+    }
+
+    fn spritz_failed(&self, call: &'static str, team_id: &str, error: &SpritzError) -> Converse {
+        match error {
+            SpritzError::RuntimeVanished => {
+                self.sessions.invalidate_team(team_id);
+                Converse::Vanished
+            }
+            SpritzError::Rejected { status } => {
+                // A refused session token: exchange a fresh one next time.
+                tracing::warn!(call, status, "spritz API refused the call");
+                self.sessions.invalidate_team(team_id);
+                Converse::NotDelivered
+            }
+            SpritzError::Transient(_) => {
+                tracing::warn!(call, error = %error, "spritz API call failed");
+                Converse::NotDelivered
+            }
+        }
+    }
+
+    pub(super) fn upsert_request(&self, turn: &Turn<'_>, session: &ChannelSession, external_id: &str) -> ConversationUpsert {
+        let message = turn.message;
+        ConversationUpsert {
+            namespace: session.namespace.clone(),
+            conversation_id: conversation_name(&turn.event.team_id, message),
+            principal_id: self.principal_id.clone(),
+            instance_id: session.instance_id.clone(),
+            owner_id: session.owner_auth_id.clone(),
+            provider: "slack".to_owned(),
+            external_scope_type: "workspace".to_owned(),
+            external_tenant_id: turn.event.team_id.clone(),
+            external_channel_id: message.channel.clone(),
+            external_conversation_id: external_id.to_owned(),
+            title: format!("Slack {}", message.channel),
+            cwd: crate::clients::spritz::DEFAULT_CWD.to_owned(),
+        }
+    }
+
+    /// The bot token to post with: the session's, else the last one seen for the team,
+    /// else one from a fresh exchange.
+    pub(super) async fn bot_token(&self, turn: &Turn<'_>) -> Option<secrecy::SecretString> {
+        let team_id = &turn.event.team_id;
+        if let Some(token) = self.sessions.get(team_id).and_then(|s| s.provider_auth.bot_access_token.clone()) {
+            return Some(token);
+        }
+        if let Some(token) = self.sessions.bot_token(team_id) {
+            return Some(token);
+        }
+        let _ = self.session(turn).await;
+        self.sessions.bot_token(team_id)
+    }
+}
+
+pub(super) fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,225 @@
+//! The delivery pipeline of SPEC §5: one delivery in, one [`Outcome`] out.
+//!
+//! [`Pipeline::process`] decodes, claims the message in the ledger, keeps the claim's
+//! lease alive while it works, and releases or finishes the claim by outcome. The
+//! stages live in submodules: [`message`] (a user message: session, conversation
+//! lock, upsert, bootstrap, prompt), [`recovery`] (waiting for a runtime, the status
+//! message, the deadline), [`reply`] (posting the reply and the failure messages),
+//! [`uninstall`] (`app_uninstalled` / `tokens_revoked`).
+//!
+//! Nothing here sleeps while holding a message: every wait is a [`Outcome::RetryLater`]
+//! through a delay tier.
+
+mod message;
+mod recovery;
+mod reply;
+mod uninstall;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use spritz_proto::{Resume, SlackEvent, SlackEventKind, UserMessage};
+use tracing::Instrument;
+
+use crate::clients::acp::AcpClient;
+use crate::clients::backend::BackendClient;
+use crate::clients::slack::SlackClient;
+use crate::clients::spritz::SpritzClient;
+use crate::config::Timing;
+use crate::ledger::{Claim, ClaimResult, ConversationLock, Ledger};
+use crate::metrics::WorkerMetrics;
+use crate::outcome::{Incoming, Outcome, RetryStage};
+use crate::sessions::SessionCache;
+use crate::wake::Waker;
+
+/// The external services a delivery calls.
+#[derive(Clone)]
+pub struct Clients {
+    pub backend: BackendClient,
+    pub spritz: SpritzClient,
+    pub acp: AcpClient,
+    pub slack: SlackClient,
+}
+
+/// Processes deliveries; one per worker process, shared by every delivery task.
+pub struct Pipeline {
+    clients: Clients,
+    ledger: Ledger,
+    sessions: SessionCache,
+    waker: Waker,
+    metrics: WorkerMetrics,
+    timing: Timing,
+    principal_id: String,
+}
+
+/// The claim a delivery holds, and the conversation lock once taken; both are
+/// renewed together while the delivery works.
+struct Held {
+    claim: Claim,
+    lock: Mutex<Option<ConversationLock>>,
+}
+
+impl Held {
+    fn lock_slot(&self) -> std::sync::MutexGuard<'_, Option<ConversationLock>> {
+        self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One user message on its way through the pipeline.
+struct Turn<'a> {
+    event: &'a SlackEvent,
+    message: &'a UserMessage,
+    /// `team:channel:ts`.
+    key: String,
+    resume: Resume,
+    threshold: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+    started: tokio::time::Instant,
+}
+
+impl Pipeline {
+    pub fn new(
+        clients: Clients,
+        ledger: Ledger,
+        sessions: SessionCache,
+        waker: Waker,
+        metrics: WorkerMetrics,
+        timing: Timing,
+        principal_id: String,
+    ) -> Self {
+        Self { clients, ledger, sessions, waker, metrics, timing, principal_id }
+    }
+
+    pub fn sessions(&self) -> &SessionCache {
+        &self.sessions
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Carries one delivery as far as it can go now and says what became of it. The
+    /// caller settles the outcome with the broker; nothing here acks.
+    pub async fn process(&self, delivery: &Incoming) -> Outcome {
+        if let Some(kind) = delivery.properties.kind().as_ref() {
+            if kind.as_str() != spritz_proto::MessageType::SlackEvent.as_str() {
+                tracing::warn!(message_type = kind.as_str(), "unexpected message type on the work queue");
+                return Outcome::ParkingLot { reason: "unexpected_type" };
+            }
+        }
+        let event: SlackEvent = match spritz_proto::decode(&delivery.body) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(reason = error.reason(), error = %error, "undecodable delivery");
+                return Outcome::ParkingLot { reason: error.reason() };
+            }
+        };
+        let message = event.user_message();
+        let span = tracing::info_span!(
+            "delivery",
+            event_id = %event.event_id,
+            team_id = %event.team_id,
+            channel_id = message.map_or("", |m| m.channel.as_str()),
+            message_ts = message.map_or("", |m| m.ts.as_str()),
+            attempt = event.resume.as_ref().map_or(0, |r| r.attempt),
+        );
+        let outcome = self.process_event(&event).instrument(span.clone()).await;
+        span.in_scope(|| tracing::info!(outcome = outcome.label(), "delivery processed"));
+        outcome
+    }
+
+    async fn process_event(&self, event: &SlackEvent) -> Outcome {
+        let attempt = event.resume.as_ref().map_or(0, |r| r.attempt);
+        if attempt >= self.timing.max_attempts {
+            tracing::warn!(attempt, "attempts exhausted");
+            return Outcome::ParkingLot { reason: "attempts_exhausted" };
+        }
+        let key = event.user_message().map(|m| m.message_key(&event.team_id));
+        let lease = self.timing.claim_lease;
+        let claim = match self.ledger.claim(&event.event_id, key.as_deref(), attempt, lease).await {
+            Ok(ClaimResult::Claimed(claim)) => claim,
+            Ok(ClaimResult::Duplicate | ClaimResult::Superseded) => return Outcome::Duplicate,
+            Ok(ClaimResult::Busy) => {
+                tracing::debug!("another worker holds this message");
+                return retry(event, RetryStage::Ledger, self.timing.session_retry_interval, |_| {});
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "ledger unavailable; retrying later");
+                return retry(event, RetryStage::Ledger, self.timing.session_retry_interval, |_| {});
+            }
+        };
+        let held = Held { claim, lock: Mutex::new(None) };
+        let outcome = self.with_lease(&held, self.handle(event, &held)).await;
+        self.settle_claim(&held, &outcome).await;
+        outcome
+    }
+
+    async fn handle(&self, event: &SlackEvent, held: &Held) -> Outcome {
+        match &event.event {
+            SlackEventKind::Message(message) => self.user_message(event, message, held).await,
+            SlackEventKind::AppUninstalled | SlackEventKind::TokensRevoked => self.uninstall(event).await,
+        }
+    }
+
+    /// Runs `work` while renewing the claim (and conversation lock) every third of the
+    /// lease, so a live worker keeps its claim and a dead one loses it.
+    async fn with_lease(&self, held: &Held, work: impl Future<Output = Outcome>) -> Outcome {
+        let lease = self.timing.claim_lease;
+        let renew = async {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let lock = held.lock_slot().clone();
+                if let Err(error) = self.ledger.renew(&held.claim, lock.as_ref(), lease).await {
+                    tracing::warn!(error = %error, "could not renew the claim");
+                }
+            }
+        };
+        tokio::select! {
+            outcome = work => outcome,
+            () = renew => Outcome::HandBack,
+        }
+    }
+
+    async fn settle_claim(&self, held: &Held, outcome: &Outcome) {
+        let lock = held.lock_slot().take();
+        if let Some(lock) = lock {
+            if let Err(error) = self.ledger.unlock_conversation(&lock, &held.claim).await {
+                tracing::warn!(error = %error, "could not release the conversation lock; its lease will");
+            }
+        }
+        let finished = !matches!(outcome, Outcome::RetryLater { .. } | Outcome::ParkingLot { .. } | Outcome::HandBack);
+        if finished {
+            for _ in 0..3 {
+                match self.ledger.finish(&held.claim).await {
+                    Ok(()) => return,
+                    Err(error) => tracing::warn!(error = %error, "could not mark the message finished"),
+                }
+            }
+            tracing::error!("message finished but not marked in the ledger; a late duplicate may be answered again");
+        } else if let Err(error) = self.ledger.release(&held.claim).await {
+            tracing::warn!(error = %error, "could not release the claim; its lease will");
+        }
+    }
+
+    fn lease(&self) -> Duration {
+        self.timing.claim_lease
+    }
+}
+
+/// A retry copy of `event` one attempt further, its resume state changed by `change`.
+fn retry(event: &SlackEvent, stage: RetryStage, after: Duration, change: impl FnOnce(&mut Resume)) -> Outcome {
+    let mut copy = event.clone();
+    let resume = copy.resume.get_or_insert_with(Resume::default);
+    resume.attempt += 1;
+    resume.stage = stage.as_str().to_owned();
+    change(resume);
+    Outcome::RetryLater { stage, after, event: Box::new(copy) }
+}
+
+/// `to - from`, zero when `to` is past.
+fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+    (to - from).to_std().unwrap_or(Duration::ZERO)
+}

@@ -1,0 +1,106 @@
+//! Copies a delivery hands to the broker before it is acked: the retry copy for a delay
+//! tier (or straight back to the work queue), and the parking-lot copy. Both are
+//! confirmed publishes; the original is acked only after the copy is confirmed.
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use lapin::types::FieldTable;
+use spritz_proto::properties::{self, Envelope};
+use spritz_proto::topology::{self, RetryTiers};
+use spritz_proto::{MessageType, SlackEvent};
+use spritz_service::Broker;
+
+use crate::error::Result;
+
+/// Headers the broker sets on a delivery; a copy must not carry them as if they were
+/// its own (a stale `x-delivery-count` would look like redeliveries).
+const BROKER_HEADERS: &[&str] = &[
+    "x-delivery-count",
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+];
+
+/// Publishes retry and parking-lot copies.
+#[derive(Clone)]
+pub struct Requeue {
+    broker: Broker,
+    tiers: RetryTiers,
+}
+
+impl Requeue {
+    pub fn new(broker: Broker, tiers: RetryTiers) -> Self {
+        Self { broker, tiers }
+    }
+
+    /// The delay tiers this worker declared.
+    pub fn tiers(&self) -> &RetryTiers {
+        &self.tiers
+    }
+
+    /// Publishes `event` (with its resume state) to the delay tier at or above
+    /// `after`, or to the work exchange when `after` is zero. Returns the delay used.
+    ///
+    /// # Errors
+    /// The copy was not confirmed; the original must not be acked.
+    pub async fn retry(&self, event: &SlackEvent, original: &BasicProperties, after: Duration) -> Result<Duration> {
+        let body = serde_json::to_vec(event)?;
+        let attempt = event.resume.as_ref().map_or(0, |r| r.attempt);
+        let envelope = copy_envelope(original, &[properties::ATTEMPT]).with_number(properties::ATTEMPT, i64::from(attempt));
+        if after.is_zero() {
+            self.broker
+                .publish(topology::WORK_EXCHANGE, topology::WORK_ROUTING_KEY, &body, &envelope)
+                .await?;
+            return Ok(Duration::ZERO);
+        }
+        let tier = self.tiers.at_or_above(after);
+        self.broker
+            .publish(topology::RETRY_EXCHANGE, &topology::tier_label(tier), &body, &envelope)
+            .await?;
+        Ok(tier)
+    }
+
+    /// Publishes the message as received to the parking lot with `reason` and where
+    /// it came from, so `spritz-gateway dlq replay` can send it back.
+    ///
+    /// # Errors
+    /// The copy was not confirmed; the original must not be acked.
+    pub async fn park(&self, body: &[u8], original: &BasicProperties, reason: &str) -> Result<()> {
+        let attempt = properties::header_i64(original, properties::ATTEMPT).unwrap_or(0);
+        let mut envelope = copy_envelope(
+            original,
+            &[properties::PARK_REASON, properties::ORIGIN_EXCHANGE, properties::ORIGIN_ROUTING_KEY, properties::PARKED_AT],
+        )
+        .with_header(properties::PARK_REASON, reason)
+        .with_header(properties::ORIGIN_EXCHANGE, topology::WORK_EXCHANGE)
+        .with_header(properties::ORIGIN_ROUTING_KEY, topology::WORK_ROUTING_KEY)
+        .with_number(properties::PARKED_AT, chrono::Utc::now().timestamp())
+        .with_number(properties::ATTEMPT, attempt);
+        if envelope.message_id.is_empty() {
+            // Garbage without an id still needs one for `dlq replay <id>`.
+            envelope.message_id = format!("parked-{}", uuid::Uuid::new_v4().simple());
+        }
+        self.broker.publish(topology::DEAD_LETTER_EXCHANGE, "", body, &envelope).await?;
+        Ok(())
+    }
+}
+
+/// The envelope of a copy: the original's id, type, timestamp and headers, the trace
+/// continued, without broker-set headers and without `replaced` (set again by the caller).
+pub fn copy_envelope(original: &BasicProperties, replaced: &[&str]) -> Envelope {
+    let mut envelope = Envelope::derived_from(original, MessageType::SlackEvent);
+    let mut kept = FieldTable::default();
+    for (key, value) in envelope.headers.inner() {
+        let name = key.as_str();
+        if !BROKER_HEADERS.contains(&name) && !replaced.contains(&name) {
+            kept.insert(key.clone(), value.clone());
+        }
+    }
+    envelope.headers = kept;
+    envelope
+}
