@@ -1,1 +1,40 @@
-fn main(){}
+//! `spritz-notifier`: parse the environment, start logging, connect to Kubernetes,
+//! run until SIGTERM or SIGINT. Everything else lives in the library.
+
+use anyhow::Context;
+use spritz_notifier::Notifier;
+use spritz_notifier::config::{NotifierConfig, VARIABLES};
+use spritz_service::config::{ConfigError, Env, describe, exit_on_error};
+use spritz_service::{shutdown, telemetry};
+
+const PROGRAM: &str = "spritz-notifier";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    clap::Command::new(PROGRAM)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Announces Spritz lifecycle changes (phase changes, deletion) on RabbitMQ")
+        .after_help(describe(VARIABLES))
+        .get_matches();
+    let config = exit_on_error(PROGRAM, NotifierConfig::from_env(&Env::process()));
+    telemetry::init_subscriber(telemetry::get_subscriber("info", std::io::stdout));
+    let kube_config = exit_on_error(
+        PROGRAM,
+        kube::Config::infer().await.map_err(|error| {
+            ConfigError::new(
+                "KUBECONFIG",
+                format!("no usable kubeconfig or in-cluster config: {error}"),
+            )
+        }),
+    );
+    let client = kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
+    let notifier = Notifier::build(config, client)
+        .await
+        .context("starting the notifier")?;
+    tracing::info!(ops = %notifier.ops_addr(), "spritz-notifier started");
+    notifier
+        .run_until_stopped(shutdown::on_signal())
+        .await
+        .context("running the notifier")?;
+    Ok(())
+}
