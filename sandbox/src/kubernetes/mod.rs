@@ -63,6 +63,29 @@ impl SpritzRef {
 
 /// Handle on a running fake API server; clones share it, and it stops (cutting every
 /// connection) when the last clone is dropped.
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use std::time::Duration;
+/// use spritz_sandbox::kubernetes::FakeKubernetes;
+///
+/// let fake = FakeKubernetes::start().await?;
+/// let client = fake.client()?; // hand this (or `fake.client_config()`) to the notifier
+/// fake.create_spritz("team-a", "concierge", Some("Provisioning"));
+/// fake.set_phase("team-a", "concierge", "Ready");
+/// fake.wait_for_annotation(
+///     "team-a",
+///     "concierge",
+///     "spritz.sh/lifecycle-notified-phase",
+///     "Ready",
+///     Duration::from_secs(10),
+/// )
+/// .await?;
+/// fake.restart().await; // watches break; resuming gets 410 Gone, so clients re-list
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct FakeKubernetes {
     shared: Arc<Shared>,
