@@ -15,6 +15,14 @@ import yaml
 SECRET_ENV = re.compile(r"(TOKEN|SECRET|CLIENT_ID|AMQP_URL|REDIS_URL)")
 
 
+def seconds(duration: str) -> float:
+    """`500ms`, `3s`, `10m`, `1h` in seconds."""
+    m = re.fullmatch(r"([0-9]+)(ms|s|m|h)", duration)
+    if not m:
+        raise SystemExit(f"not a duration: {duration!r}")
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
 def main() -> int:
     path, variant = sys.argv[1], sys.argv[2]
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
@@ -73,6 +81,10 @@ def main() -> int:
                     err("notifier: SPRITZ_NOTIFIER_LEASE_NAME missing")
             if component == "worker" and "SPRITZ_REDIS_URL" not in env:
                 err("worker: SPRITZ_REDIS_URL missing")
+            if component == "worker":
+                grace = seconds(env.get("SPRITZ_WORKER_SHUTDOWN_GRACE", {}).get("value", "25s"))
+                if pod.get("terminationGracePeriodSeconds", 30) <= grace:
+                    err("worker: terminationGracePeriodSeconds must exceed SPRITZ_WORKER_SHUTDOWN_GRACE")
 
     # Notifier RBAC: Spritz objects and Leases, nothing more.
     rules = [r for kind in ("Role", "ClusterRole") for role in by_kind.get(kind, []) for r in role.get("rules", [])]
