@@ -1,0 +1,7 @@
+//! The worker against real RabbitMQ and Redis (own vhost and key prefix per test) and
+//! the sandbox fakes of Slack, the backend and the Spritz API. One module per area of
+//! SPEC §5; test names say the behaviour.
+
+mod support;
+
+mod happy_path;

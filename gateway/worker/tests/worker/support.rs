@@ -1,0 +1,250 @@
+//! `spawn_app()`-style helpers: a fresh vhost, Redis prefix and set of fakes per test,
+//! workers started from the real process code, events published straight onto the
+//! work exchange.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+use spritz_proto::properties::Envelope;
+use spritz_proto::topology;
+use spritz_proto::traceparent::TraceParent;
+use spritz_proto::{MessageType, SlackEvent, SlackEventKind, UserMessage, UserMessageKind};
+use spritz_sandbox::backend::{FakeBackend, TeamInstall};
+use spritz_sandbox::isolation::{self, BrokerAdmin, TestVhost};
+use spritz_sandbox::slack::{FakeSlack, SlackPost};
+use spritz_sandbox::spritz_api::FakeSpritz;
+use spritz_service::metrics::BrokerMetrics;
+use spritz_service::{Broker, BrokerSettings};
+use spritz_worker::config::{Services, Timing};
+use spritz_worker::{Application, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+pub const TEAM: &str = "T1";
+pub const BACKEND_TOKEN: &str = "backend-internal-token";
+pub const SERVICE_TOKEN: &str = "spritz-service-token";
+/// Long enough for a slow CI box, short enough that a missing signal fails fast.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+static TELEMETRY: Once = Once::new();
+
+/// One test's world: its own vhost, Redis prefix and fakes.
+pub struct World {
+    pub vhost: TestVhost,
+    pub redis_prefix: String,
+    pub slack: FakeSlack,
+    pub backend: FakeBackend,
+    pub spritz: FakeSpritz,
+    pub install: TeamInstall,
+    pub publisher: Broker,
+    workers: Vec<RunningWorker>,
+    next_ts: u64,
+}
+
+/// A worker started in this test's runtime.
+pub struct RunningWorker {
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    pub ops_addr: std::net::SocketAddr,
+}
+
+impl World {
+    /// Fakes up, team `T1` installed with a live runtime, vhost with the topology.
+    pub async fn new() -> World {
+        TELEMETRY.call_once(spritz_service::telemetry::init_test_subscriber);
+        let vhost = BrokerAdmin::from_env().create_vhost().await.expect("vhost");
+        let slack = FakeSlack::start().await.expect("fake slack");
+        let backend = FakeBackend::start(BACKEND_TOKEN).await.expect("fake backend");
+        let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("fake spritz");
+        let install = TeamInstall::demo(TEAM);
+        backend.install_team(install.clone());
+        let mut settings = BrokerSettings::new(vhost.amqp_url(), "worker-test-publisher");
+        settings.topology.work_retry_tiers = topology::RetryTiers::with_defaults_and([timing().session_retry_interval]);
+        let (publisher, _) = Broker::start(settings, BrokerMetrics::unregistered());
+        publisher.wait_ready(WAIT).await.expect("broker ready");
+        World {
+            vhost,
+            redis_prefix: isolation::redis_prefix(),
+            slack,
+            backend,
+            spritz,
+            install,
+            publisher,
+            workers: Vec::new(),
+            next_ts: 0,
+        }
+    }
+
+    /// The worker configuration of this world: short timings so the suite is fast.
+    pub fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            amqp_url: self.vhost.amqp_url(),
+            redis_url: isolation::redis_url(),
+            redis_key_prefix: self.redis_prefix.clone(),
+            metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+            prefetch: 16,
+            shutdown_grace: Duration::from_secs(3),
+            services: Services {
+                backend_base_url: self.backend.base_url().parse().expect("url"),
+                backend_token: SecretString::from(BACKEND_TOKEN),
+                spritz_base_url: self.spritz.base_url().parse().expect("url"),
+                spritz_service_token: SecretString::from(SERVICE_TOKEN),
+                principal_id: "spritz-slack-gateway".into(),
+                slack_api_base_url: self.slack.base_url().parse().expect("url"),
+            },
+            timing: timing(),
+            lifecycle_notify: None,
+        }
+    }
+
+    /// Starts a worker with this world's configuration.
+    pub async fn spawn_worker(&mut self) -> std::net::SocketAddr {
+        let config = self.config();
+        self.spawn_worker_with(config).await
+    }
+
+    pub async fn spawn_worker_with(&mut self, config: WorkerConfig) -> std::net::SocketAddr {
+        let app = Application::build(config).await.expect("worker builds");
+        let ops_addr = app.ops_addr();
+        app.broker().wait_ready(WAIT).await.expect("worker broker ready");
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(token).await.expect("worker runs");
+        });
+        self.workers.push(RunningWorker { stop, task, ops_addr });
+        ops_addr
+    }
+
+    /// A fresh message `ts`, unique within the test.
+    pub fn ts(&mut self) -> String {
+        self.next_ts += 1;
+        format!("{}.{:06}", 1_700_000_000 + self.next_ts, self.next_ts)
+    }
+
+    /// A top-level mention in channel `C1`.
+    pub fn channel_message(&mut self, text: &str) -> SlackEvent {
+        let ts = self.ts();
+        self.event(message("C1", Some("channel"), &ts, None, text))
+    }
+
+    /// A mention in the thread `thread_ts` of channel `C1`.
+    pub fn thread_message(&mut self, thread_ts: &str, text: &str) -> SlackEvent {
+        let ts = self.ts();
+        self.event(message("C1", Some("channel"), &ts, Some(thread_ts), text))
+    }
+
+    /// A direct message in `D1`.
+    pub fn direct_message(&mut self, text: &str) -> SlackEvent {
+        let ts = self.ts();
+        let mut m = message("D1", Some("im"), &ts, None, text);
+        m.event_type = UserMessageKind::Message;
+        self.event(m)
+    }
+
+    fn event(&self, message: UserMessage) -> SlackEvent {
+        let mut event = SlackEvent::new(
+            Utc::now(),
+            format!("Ev{}", message.ts.replace('.', "")),
+            TEAM.into(),
+            SlackEventKind::Message(message),
+        );
+        event.api_app_id = Some(self.install.api_app_id.clone());
+        event
+    }
+
+    /// Publishes an event onto the work exchange as the gateway would (confirmed).
+    pub async fn publish(&self, event: &SlackEvent) {
+        let body = serde_json::to_vec(event).expect("json");
+        self.publish_raw(&event.event_id, &body).await;
+    }
+
+    pub async fn publish_raw(&self, message_id: &str, body: &[u8]) {
+        let envelope = Envelope::new(message_id, MessageType::SlackEvent, TraceParent::new_root());
+        self.publisher
+            .publish(topology::WORK_EXCHANGE, topology::WORK_ROUTING_KEY, body, &envelope)
+            .await
+            .expect("publish confirmed");
+    }
+
+    /// Waits for `n` Slack posts.
+    pub async fn posts(&self, n: usize) -> Vec<SlackPost> {
+        self.slack.wait_for_posts(n, WAIT).await.expect("slack posts")
+    }
+
+    /// Waits until the work queue and its delay tiers are empty and nothing is in
+    /// flight, i.e. every delivery was settled.
+    pub async fn settled(&self) {
+        let vhost = self.vhost.clone();
+        isolation::eventually(WAIT, || {
+            let vhost = vhost.clone();
+            async move {
+                let mut total = vhost.queue_depth(topology::WORK_QUEUE).await.ok()?;
+                for tier in timing_tiers() {
+                    total += vhost.queue_depth(&topology::work_retry_queue(tier)).await.ok()?;
+                }
+                (total == 0).then_some(())
+            }
+        })
+        .await
+        .expect("queues drained");
+    }
+
+    /// Reads one metric sample from a worker's `/metrics` (0 when absent).
+    pub async fn metric(&self, ops: std::net::SocketAddr, name_and_labels: &str) -> f64 {
+        let body = reqwest::get(format!("http://{ops}/metrics")).await.expect("metrics").text().await.expect("text");
+        body.lines()
+            .find_map(|line| line.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Stops the workers (SIGTERM path) and deletes the vhost.
+    pub async fn finish(mut self) {
+        for worker in self.workers.drain(..) {
+            worker.stop.cancel();
+            let _ = tokio::time::timeout(WAIT, worker.task).await;
+        }
+        self.publisher.close().await;
+        let _ = self.vhost.clone().delete().await;
+    }
+}
+
+/// Short timings: status after 300ms, deadline after 3s, retries every 200ms.
+pub fn timing() -> Timing {
+    Timing {
+        status_message_delay: Duration::from_millis(300),
+        processing_timeout: Duration::from_secs(3),
+        session_retry_interval: Duration::from_millis(200),
+        http_timeout: Duration::from_secs(2),
+        dedupe_ttl: Duration::from_secs(120),
+        claim_lease: Duration::from_secs(1),
+        max_attempts: 300,
+    }
+}
+
+fn timing_tiers() -> Vec<Duration> {
+    topology::RetryTiers::with_defaults_and([timing().session_retry_interval]).as_slice().to_vec()
+}
+
+fn message(channel: &str, channel_type: Option<&str>, ts: &str, thread_ts: Option<&str>, text: &str) -> UserMessage {
+    UserMessage {
+        event_type: UserMessageKind::AppMention,
+        user: "U1".into(),
+        channel: channel.into(),
+        channel_type: channel_type.map(Into::into),
+        ts: ts.into(),
+        thread_ts: thread_ts.map(Into::into),
+        text: text.into(),
+        bot_user_id: Some("U0T1BOT".into()),
+    }
+}
+
+/// Posts whose text is exactly `text`.
+pub fn with_text<'a>(posts: &'a [SlackPost], text: &str) -> Vec<&'a SlackPost> {
+    posts.iter().filter(|p| p.text == text).collect()
+}
+
+pub const STATUS: &str = "Still waking up. I will continue here shortly.";
+pub const TERMINAL: &str = "I could not recover the channel runtime. Please try again.";
+pub const INTERNAL: &str = "I hit an internal error while processing that request.";
