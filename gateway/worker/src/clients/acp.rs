@@ -547,3 +547,258 @@ mod text_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use spritz_sandbox::spritz_api::{AgentBehaviour, FakeSpritz};
+
+    use super::*;
+    use crate::clients::backend::{ChannelSession, ProviderAuth};
+    use crate::clients::http::build_client;
+    use crate::clients::spritz::{ConversationUpsert, SpritzClient};
+
+    const SERVICE: &str = "service-token";
+
+    /// A fake runtime with one conversation, bootstrapped, ready to prompt.
+    struct Ready {
+        spritz: FakeSpritz,
+        acp: AcpClient,
+        conversation_id: String,
+        session_id: String,
+        cwd: String,
+    }
+
+    impl Ready {
+        async fn start() -> Ready {
+            let spritz = FakeSpritz::start(SERVICE).await.expect("fake spritz");
+            let base = Url::parse(&spritz.base_url()).expect("base url");
+            let rest = SpritzClient::new(
+                build_client(Duration::from_secs(5)).expect("client"),
+                base.clone(),
+                SecretString::from(SERVICE),
+            );
+            let session = ChannelSession {
+                access_token: SecretString::from("session-token"),
+                expires_at: Utc::now(),
+                owner_auth_id: "auth-1".to_owned(),
+                namespace: "team-a".to_owned(),
+                instance_id: "concierge".to_owned(),
+                provider_auth: ProviderAuth::default(),
+            };
+            let upsert = ConversationUpsert {
+                namespace: "team-a".to_owned(),
+                conversation_id: String::new(),
+                principal_id: "p".to_owned(),
+                instance_id: "concierge".to_owned(),
+                owner_id: "auth-1".to_owned(),
+                provider: "slack".to_owned(),
+                external_scope_type: "workspace".to_owned(),
+                external_tenant_id: "T1".to_owned(),
+                external_channel_id: "C1".to_owned(),
+                external_conversation_id: "1.1".to_owned(),
+                title: "Slack C1".to_owned(),
+                cwd: "/home/dev".to_owned(),
+            };
+            let conversation = rest
+                .upsert_conversation(&session, &upsert)
+                .await
+                .expect("upsert");
+            let bootstrap = rest
+                .bootstrap(&conversation.id, "team-a")
+                .await
+                .expect("bootstrap");
+            let acp = AcpClient::new(base, SecretString::from(SERVICE))
+                .with_handshake_timeout(Duration::from_secs(5));
+            Ready {
+                spritz,
+                acp,
+                conversation_id: conversation.id,
+                session_id: bootstrap.session_id,
+                cwd: bootstrap.cwd,
+            }
+        }
+
+        /// Prompts and reports whether `delivered` fired.
+        async fn prompt(&self, text: &str) -> (Result<String, AcpError>, bool) {
+            let (delivered, fired) = oneshot::channel();
+            let result = self
+                .acp
+                .prompt(
+                    &self.conversation_id,
+                    "team-a",
+                    &self.session_id,
+                    &self.cwd,
+                    text,
+                    delivered,
+                )
+                .await;
+            (result, fired.await.is_ok())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reply_is_gathered_from_message_chunks_of_every_shape() {
+        let ready = Ready::start().await;
+        let (reply, delivered) = ready.prompt("hello there").await;
+        assert_eq!(reply.expect("reply"), "echo: hello there");
+        assert!(delivered);
+        let prompts = ready.spritz.prompts();
+        assert_eq!(prompts.len(), 1);
+        assert_eq!(prompts[0].text, "hello there");
+        assert_eq!(prompts[0].session_id, ready.session_id);
+    }
+
+    #[tokio::test]
+    async fn history_replayed_by_session_load_is_not_part_of_the_reply() {
+        let ready = Ready::start().await;
+        ready.spritz.replay_history_on_load(true);
+        assert_eq!(ready.prompt("first").await.0.expect("reply"), "echo: first");
+        assert_eq!(
+            ready.prompt("second").await.0.expect("reply"),
+            "echo: second"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permission_request_is_denied_and_the_prompt_still_answers() {
+        let ready = Ready::start().await;
+        ready.spritz.set_agent(AgentBehaviour::AskPermission);
+        let (reply, delivered) = ready.prompt("list files").await;
+        assert_eq!(reply.expect("reply"), "echo: list files");
+        assert!(delivered);
+        let answers = ready.spritz.permission_answers();
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0]["error"]["code"], -32000);
+        assert!(answers[0].get("result").is_none());
+    }
+
+    #[tokio::test]
+    async fn delivered_fires_before_a_slow_prompt_ends() {
+        let ready = Ready::start().await;
+        ready
+            .spritz
+            .set_agent(AgentBehaviour::Slow(Duration::from_secs(30)));
+        let (delivered, fired) = oneshot::channel();
+        let prompt = ready.acp.prompt(
+            &ready.conversation_id,
+            "team-a",
+            &ready.session_id,
+            &ready.cwd,
+            "wait",
+            delivered,
+        );
+        tokio::select! {
+            result = prompt => panic!("the slow prompt ended early: {result:?}"),
+            fired = tokio::time::timeout(Duration::from_secs(10), fired) => {
+                fired.expect("in time").expect("delivered fired");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_reply_is_an_error() {
+        let ready = Ready::start().await;
+        ready.spritz.set_agent(AgentBehaviour::EmptyReply);
+        let (reply, delivered) = ready.prompt("say nothing").await;
+        assert!(matches!(reply, Err(AcpError::EmptyReply)));
+        assert!(delivered);
+    }
+
+    #[tokio::test]
+    async fn a_disconnect_before_any_answer_is_undelivered_and_after_a_chunk_delivered() {
+        let ready = Ready::start().await;
+        ready.spritz.set_agent(AgentBehaviour::Disconnect);
+        let (reply, delivered) = ready.prompt("x").await;
+        assert!(
+            matches!(
+                reply,
+                Err(AcpError::Failed {
+                    delivered: false,
+                    ..
+                })
+            ),
+            "{reply:?}"
+        );
+        assert!(!delivered);
+
+        ready.spritz.set_agent(AgentBehaviour::DisconnectAfterChunk);
+        let (reply, delivered) = ready.prompt("y").await;
+        assert!(
+            matches!(
+                reply,
+                Err(AcpError::Failed {
+                    delivered: true,
+                    ..
+                })
+            ),
+            "{reply:?}"
+        );
+        assert!(delivered);
+    }
+
+    #[tokio::test]
+    async fn a_vanished_runtime_refuses_the_connect() {
+        let ready = Ready::start().await;
+        ready.spritz.vanish_instance("team-a", "concierge");
+        let (reply, delivered) = ready.prompt("anyone?").await;
+        assert!(matches!(reply, Err(AcpError::RuntimeVanished)), "{reply:?}");
+        assert!(!delivered);
+        assert!(ready.spritz.prompts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stale_session_fails_the_load_without_delivering() {
+        let ready = Ready::start().await;
+        let (delivered, fired) = oneshot::channel();
+        let result = ready
+            .acp
+            .prompt(
+                &ready.conversation_id,
+                "team-a",
+                "stale-session",
+                &ready.cwd,
+                "x",
+                delivered,
+            )
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(AcpError::Failed {
+                    delivered: false,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert!(fired.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_connect_that_never_upgrades_times_out_as_undelivered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = Url::parse(&format!(
+            "http://{}/spritz",
+            listener.local_addr().expect("addr")
+        ))
+        .expect("url");
+        let acp = AcpClient::new(base, SecretString::from(SERVICE))
+            .with_handshake_timeout(Duration::from_millis(200));
+        let (delivered, _fired) = oneshot::channel();
+        let result = acp.prompt("c", "n", "s", "/home/dev", "x", delivered).await;
+        assert!(
+            matches!(
+                result,
+                Err(AcpError::Failed {
+                    delivered: false,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        drop(listener);
+    }
+}

@@ -244,3 +244,140 @@ struct BootstrapData {
     effective_cwd: Option<String>,
     conversation: ConversationBody,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use spritz_sandbox::spritz_api::FakeSpritz;
+
+    use super::*;
+    use crate::clients::backend::ProviderAuth;
+    use crate::clients::http::build_client;
+
+    const SERVICE: &str = "service-token";
+
+    fn session() -> ChannelSession {
+        ChannelSession {
+            access_token: SecretString::from("session-token"),
+            expires_at: Utc::now(),
+            owner_auth_id: "auth-1".to_owned(),
+            namespace: "team-a".to_owned(),
+            instance_id: "concierge".to_owned(),
+            provider_auth: ProviderAuth::default(),
+        }
+    }
+
+    fn upsert(external_conversation_id: &str) -> ConversationUpsert {
+        ConversationUpsert {
+            namespace: "team-a".to_owned(),
+            conversation_id: String::new(),
+            principal_id: "principal-1".to_owned(),
+            instance_id: "concierge".to_owned(),
+            owner_id: "auth-1".to_owned(),
+            provider: "slack".to_owned(),
+            external_scope_type: "workspace".to_owned(),
+            external_tenant_id: "T1".to_owned(),
+            external_channel_id: "C1".to_owned(),
+            external_conversation_id: external_conversation_id.to_owned(),
+            title: "Slack C1".to_owned(),
+            cwd: DEFAULT_CWD.to_owned(),
+        }
+    }
+
+    async fn start() -> (FakeSpritz, SpritzClient) {
+        let spritz = FakeSpritz::start(SERVICE).await.expect("fake spritz");
+        let base = Url::parse(&spritz.base_url()).expect("base url");
+        let client = SpritzClient::new(
+            build_client(Duration::from_secs(5)).expect("client"),
+            base,
+            SecretString::from(SERVICE),
+        );
+        (spritz, client)
+    }
+
+    #[tokio::test]
+    async fn upsert_then_bootstrap_yields_the_conversation_and_its_session() {
+        let (spritz, client) = start().await;
+        let conversation = client
+            .upsert_conversation(&session(), &upsert("1700000000.000100"))
+            .await
+            .expect("upsert");
+        assert!(!conversation.id.is_empty());
+        assert_eq!(conversation.cwd, DEFAULT_CWD);
+
+        let body = &spritz.upserts()[0];
+        assert_eq!(body["externalConversationId"], "1700000000.000100");
+        assert_eq!(body["ownerId"], "auth-1");
+        assert_eq!(body["externalScopeType"], "workspace");
+        assert_eq!(body["title"], "Slack C1");
+        assert_eq!(spritz.upsert_tokens(), ["session-token"]);
+
+        let bootstrap = client
+            .bootstrap(&conversation.id, "team-a")
+            .await
+            .expect("bootstrap");
+        assert_eq!(bootstrap.session_id, conversation.session_id);
+        assert_eq!(bootstrap.cwd, DEFAULT_CWD);
+        assert_eq!(
+            spritz.bootstraps(),
+            [(conversation.id.clone(), "team-a".to_owned())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_vanished_runtime_is_reported_as_such_and_other_404s_are_rejections() {
+        let (spritz, client) = start().await;
+        let conversation = client
+            .upsert_conversation(&session(), &upsert("1.1"))
+            .await
+            .expect("upsert");
+
+        let error = client
+            .bootstrap("no-such-conversation", "team-a")
+            .await
+            .expect_err("404");
+        assert!(matches!(error, SpritzError::Rejected { status: 404 }));
+
+        spritz.vanish_instance("team-a", "concierge");
+        assert!(matches!(
+            client.bootstrap(&conversation.id, "team-a").await,
+            Err(SpritzError::RuntimeVanished)
+        ));
+        assert!(matches!(
+            client.upsert_conversation(&session(), &upsert("1.2")).await,
+            Err(SpritzError::RuntimeVanished)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_service_token_is_a_rejection_and_an_unreachable_api_is_transient() {
+        let (spritz, _) = start().await;
+        let base = Url::parse(&spritz.base_url()).expect("base url");
+        let wrong = SpritzClient::new(reqwest::Client::new(), base, SecretString::from("wrong"));
+        assert!(matches!(
+            wrong.bootstrap("c", "n").await,
+            Err(SpritzError::Rejected { status: 401 })
+        ));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = Url::parse(&format!(
+            "http://{}/spritz",
+            listener.local_addr().expect("addr")
+        ))
+        .expect("url");
+        drop(listener);
+        let unreachable =
+            SpritzClient::new(reqwest::Client::new(), base, SecretString::from(SERVICE));
+        assert!(
+            unreachable
+                .bootstrap("c", "n")
+                .await
+                .expect_err("refused")
+                .is_transient()
+        );
+    }
+}
