@@ -161,6 +161,22 @@ impl Acp {
         .await
     }
 
+    async fn send_raw(&mut self, message: Value) {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    async fn next_message(&mut self) -> Option<Value> {
+        while let Some(Ok(message)) = self.socket.next().await {
+            if let Message::Text(text) = message {
+                return Some(serde_json::from_str(text.as_str()).expect("json"));
+            }
+        }
+        None
+    }
+
     /// `None` when the socket closed before the response.
     async fn call(&mut self, method: &str, params: Value) -> Option<Answer> {
         self.next_id += 1;
@@ -1043,4 +1059,30 @@ async fn the_runtime_command_expires_and_restores_the_team_runtime_everywhere() 
     assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T1").await.status(), 200);
     assert_eq!(bootstrap_status().await, 200);
     assert_eq!(phase(&kube), "Ready");
+}
+
+#[tokio::test]
+async fn a_slow_prompt_ends_cancelled_when_the_client_cancels() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    spritz.set_agent(AgentBehaviour::Slow(Duration::from_secs(60)));
+    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    let mut acp = Acp::open(&spritz, &conversation).await;
+    acp.send_raw(json!({"jsonrpc": "2.0", "id": "p1", "method": "session/prompt",
+        "params": {"sessionId": conversation.session_id, "prompt": [{"type": "text", "text": "hi"}]}}))
+        .await;
+    while let Some(message) = acp.next_message().await {
+        if message["params"]["update"]["sessionUpdate"] == "agent_message_chunk" {
+            break;
+        }
+    }
+
+    acp.send_raw(json!({"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": conversation.session_id}}))
+        .await;
+
+    let response = tokio::time::timeout(WAIT, acp.next_message())
+        .await
+        .expect("answered before the delay")
+        .expect("socket open");
+    assert_eq!(response["id"], "p1");
+    assert_eq!(response["result"]["stopReason"], "cancelled");
 }

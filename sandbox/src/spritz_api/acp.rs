@@ -4,8 +4,9 @@
 //! `{stopReason:"end_turn"}`, shaped by the configured [`AgentBehaviour`].
 //!
 //! The socket is served inline, one message at a time: while a prompt runs, the only
-//! inbound messages that matter are the answer to a permission request and the close
-//! of the socket (a client that crashed mid-prompt).
+//! inbound messages that matter are the answer to a permission request, `session/cancel`
+//! (the prompt ends `cancelled`) and the close of the socket (a client that crashed
+//! mid-prompt).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,9 +179,12 @@ impl Session {
             return Flow::Close;
         }
         let mut rx = self.state.subscribe();
-        tokio::select! {
-            _ = rx.wait_for(|s| !s.held) => {}
-            () = client_gone(socket) => return Flow::Close,
+        let interruption = tokio::select! {
+            _ = async { rx.wait_for(|s| !s.held).await.is_ok() } => None,
+            interruption = interrupted(socket) => Some(interruption),
+        };
+        if let Some(interruption) = interruption {
+            return turn.interrupted(socket, interruption).await;
         }
         let rest = turn.reply.strip_prefix("echo: ").unwrap_or(turn.reply);
         for content in varied_contents(rest) {
@@ -261,9 +265,12 @@ impl Turn<'_> {
             return Flow::Close;
         }
         if let Some(delay) = delay {
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = client_gone(socket) => return Flow::Close,
+            let interruption = tokio::select! {
+                () = tokio::time::sleep(delay) => None,
+                interruption = interrupted(socket) => Some(interruption),
+            };
+            if let Some(interruption) = interruption {
+                return self.interrupted(socket, interruption).await;
             }
         }
         for content in varied_contents(rest) {
@@ -277,6 +284,20 @@ impl Turn<'_> {
     async fn chunk(&self, socket: &mut WebSocket, content: Value) -> Flow {
         let update = json!({"sessionUpdate": "agent_message_chunk", "content": content});
         send(socket, notification(self.session_id, update)).await
+    }
+
+    /// A cancelled prompt ends with `stopReason: "cancelled"`, as ACP prescribes.
+    async fn interrupted(&self, socket: &mut WebSocket, interruption: Interruption) -> Flow {
+        match interruption {
+            Interruption::Gone => Flow::Close,
+            Interruption::Cancelled => {
+                send(
+                    socket,
+                    rpc_result(self.id, json!({"stopReason": "cancelled"})),
+                )
+                .await
+            }
+        }
     }
 
     async fn finish(&self, socket: &mut WebSocket) -> Flow {
@@ -301,11 +322,27 @@ impl Drop for InProgress {
     }
 }
 
-/// Resolves when the client closed the socket; other messages meanwhile are dropped.
-async fn client_gone(socket: &mut WebSocket) {
+/// How a waiting prompt was interrupted.
+enum Interruption {
+    /// The client closed the socket (or crashed).
+    Gone,
+    /// The client sent `session/cancel`.
+    Cancelled,
+}
+
+/// Resolves when the client leaves or cancels; other messages meanwhile are dropped.
+async fn interrupted(socket: &mut WebSocket) -> Interruption {
     loop {
         match socket.recv().await {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Interruption::Gone,
+            Some(Ok(Message::Text(text))) => {
+                let cancel = serde_json::from_str::<Value>(text.as_str()).is_ok_and(|m| {
+                    m.get("method").and_then(Value::as_str) == Some("session/cancel")
+                });
+                if cancel {
+                    return Interruption::Cancelled;
+                }
+            }
             Some(Ok(_)) => {}
         }
     }
