@@ -5,3 +5,4 @@
 mod support;
 
 mod happy_path;
+mod recovery;

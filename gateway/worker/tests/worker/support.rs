@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use spritz_proto::properties::Envelope;
 use spritz_proto::topology;
 use spritz_proto::traceparent::TraceParent;
-use spritz_proto::{MessageType, SlackEvent, SlackEventKind, UserMessage, UserMessageKind};
+use spritz_proto::{LifecycleEvent, MessageType, Phase, SlackEvent, SlackEventKind, UserMessage, UserMessageKind};
 use spritz_sandbox::backend::{FakeBackend, TeamInstall};
 use spritz_sandbox::isolation::{self, BrokerAdmin, TestVhost};
 use spritz_sandbox::slack::{FakeSlack, SlackPost};
@@ -46,7 +46,6 @@ pub struct World {
 pub struct RunningWorker {
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
-    pub ops_addr: std::net::SocketAddr,
 }
 
 impl World {
@@ -113,7 +112,7 @@ impl World {
         let task = tokio::spawn(async move {
             app.run_until_stopped(token).await.expect("worker runs");
         });
-        self.workers.push(RunningWorker { stop, task, ops_addr });
+        self.workers.push(RunningWorker { stop, task });
         ops_addr
     }
 
@@ -166,6 +165,34 @@ impl World {
             .publish(topology::WORK_EXCHANGE, topology::WORK_ROUTING_KEY, body, &envelope)
             .await
             .expect("publish confirmed");
+    }
+
+    /// Publishes a lifecycle event for this world's runtime, as the notifier would.
+    pub async fn lifecycle(&self, phase: Phase) {
+        let event = LifecycleEvent::new(
+            self.install.namespace.clone(),
+            self.install.instance_id.clone(),
+            "uid-1".into(),
+            phase,
+            None,
+            format!("{}", Utc::now().timestamp_micros()),
+            Utc::now(),
+        );
+        let body = serde_json::to_vec(&event).expect("json");
+        let envelope = Envelope::new(event.message_id(), MessageType::Lifecycle, TraceParent::new_root());
+        self.publisher
+            .publish(topology::LIFECYCLE_EXCHANGE, &event.routing_key(), &body, &envelope)
+            .await
+            .expect("publish confirmed");
+    }
+
+    /// Waits until a worker's metric sample reaches `at_least`.
+    pub async fn metric_reaches(&self, ops: std::net::SocketAddr, name_and_labels: &str, at_least: f64) {
+        isolation::eventually(WAIT, || async move {
+            (self.metric(ops, name_and_labels).await >= at_least).then_some(())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name_and_labels} did not reach {at_least}"));
     }
 
     /// Waits for `n` Slack posts.
