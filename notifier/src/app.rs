@@ -86,10 +86,11 @@ impl Notifier {
         register_build_info(&registry, "notifier")?;
         let broker_metrics = BrokerMetrics::register(&registry)?;
         let metrics = NotifierMetrics::register(&registry)?;
-        let settings = BrokerSettings::new(
+        let mut settings = BrokerSettings::new(
             config.amqp_url.expose_secret(),
             format!("spritz-notifier {}", config.lease.identity),
         );
+        settings.max_backoff = config.broker_max_backoff;
         let (broker, broker_task) = Broker::start(settings, broker_metrics);
         let status = Status::new();
         let readiness = Readiness::new()

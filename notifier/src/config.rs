@@ -95,6 +95,8 @@ pub struct NotifierConfig {
     pub lease: LeaseSettings,
     pub pipeline: PipelineSettings,
     pub watch: WatchSettings,
+    /// Longest wait between broker reconnection attempts.
+    pub broker_max_backoff: Duration,
 }
 
 impl NotifierConfig {
@@ -173,6 +175,7 @@ impl NotifierConfig {
                 ..PipelineSettings::default()
             },
             watch: WatchSettings::default(),
+            broker_max_backoff: Duration::from_secs(5),
         })
     }
 }
