@@ -133,7 +133,10 @@ impl TestVhost {
             let url = format!(
                 "{}/api/connections/{}",
                 self.admin.management_url,
-                url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+                // Form encoding writes spaces as `+`, which a path keeps literally.
+                url::form_urlencoded::byte_serialize(name.as_bytes())
+                    .collect::<String>()
+                    .replace('+', "%20")
             );
             let status = self
                 .admin
