@@ -118,6 +118,9 @@ impl BackendClient {
 
     /// Exchanges a channel session for the team's runtime.
     ///
+    /// Besides SPEC §2's cases, 408 and 429 count as transient (the backend is busy,
+    /// not telling us the team is gone).
+    ///
     /// # Errors
     /// [`BackendError::Transient`] for anything worth retrying; every definite answer
     /// (resolved, unavailable, not installed) is an [`Exchange`].

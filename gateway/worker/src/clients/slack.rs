@@ -64,7 +64,8 @@ impl SlackClient {
     }
 
     /// Posts `text` to `channel` (in the thread `thread_ts` when set) and returns the
-    /// new message's `ts`.
+    /// new message's `ts` (empty in the odd `ok:true` answer without one: the message
+    /// was posted, so this is not an error that would post it twice).
     ///
     /// # Errors
     /// [`SlackError`]: the message was not posted.
