@@ -1,0 +1,11 @@
+//! Integration tests of `spritz-gateway serve` against the real RabbitMQ (one vhost per
+//! test), a fake Slack and a fake backend. `broker_stop` tests stop the whole broker and
+//! are `#[ignore]`d: `scripts/test-serial` runs them one at a time.
+
+mod binary;
+mod broker_outage;
+mod broker_stop;
+mod events;
+mod helpers;
+mod oauth;
+mod shutdown;

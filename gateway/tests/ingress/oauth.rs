@@ -1,0 +1,270 @@
+//! The OAuth install: redirect with a signed state, the callback's checks, and the
+//! installation upsert at the (fake) backend.
+
+use std::collections::HashMap;
+
+use secrecy::SecretString;
+use spritz_gateway::oauth_state::{STATE_TTL_SECS, StateSigner};
+use spritz_sandbox::slack::OAuthGrant;
+
+use crate::helpers::{
+    CLIENT_ID, CLIENT_SECRET, PREFIX, PRINCIPAL_ID, PUBLIC_ORIGIN, STATE_SECRET, TestApp, spawn_app,
+};
+
+fn grant() -> OAuthGrant {
+    OAuthGrant {
+        team_id: "T42".into(),
+        team_name: "Acme".into(),
+        enterprise_id: Some("E42".into()),
+        app_id: "A42".into(),
+        bot_user_id: "UBOT42".into(),
+        bot_access_token: "xoxb-test-token".into(),
+        installing_user_id: "U42".into(),
+        scope: "app_mentions:read,chat:write".into(),
+    }
+}
+
+fn location(response: &reqwest::Response) -> url::Url {
+    let location = response.headers()["location"].to_str().expect("ascii");
+    url::Url::parse(location).expect("absolute location")
+}
+
+fn query(url: &url::Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+/// A URL the gateway handed out for its public address, pointed at the test listener.
+fn to_listener(app: &TestApp, public: &url::Url) -> String {
+    let public = public.as_str();
+    let path = public.strip_prefix(PUBLIC_ORIGIN).expect("a gateway URL");
+    app.url(path)
+}
+
+async fn callback_with(app: &TestApp, state: &str, code: &str) -> reqwest::Response {
+    let url = url::Url::parse_with_params(
+        &app.url("/slack/oauth/callback"),
+        [("state", state), ("code", code)],
+    )
+    .expect("url");
+    app.http.get(url).send().await.expect("callback")
+}
+
+async fn issued_state(app: &TestApp) -> String {
+    let response = app
+        .http
+        .get(app.url("/slack/install"))
+        .send()
+        .await
+        .expect("install");
+    query(&location(&response))["state"].clone()
+}
+
+#[tokio::test]
+async fn install_redirects_to_slacks_authorize_page_with_a_signed_state() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/slack/install"))
+        .send()
+        .await
+        .expect("install");
+    assert_eq!(response.status(), 302);
+    let target = location(&response);
+    assert_eq!(
+        format!(
+            "{}://{}{}",
+            target.scheme(),
+            target.authority(),
+            target.path()
+        ),
+        format!("{}/oauth/v2/authorize", app.slack.origin())
+    );
+    let params = query(&target);
+    assert_eq!(params["client_id"], CLIENT_ID);
+    assert_eq!(params["scope"], "app_mentions:read,chat:write");
+    assert_eq!(
+        params["redirect_uri"],
+        format!("{PUBLIC_ORIGIN}{PREFIX}/slack/oauth/callback")
+    );
+    let signer = StateSigner::new(SecretString::from(STATE_SECRET.to_owned()));
+    assert_eq!(
+        signer.verify(Some(&params["state"]), chrono::Utc::now().timestamp()),
+        Ok(())
+    );
+}
+
+#[tokio::test]
+async fn a_good_callback_exchanges_the_code_and_upserts_the_installation() {
+    let app = spawn_app().await;
+    app.slack.approve_installs(Some(grant()));
+
+    // The browser: our install page → Slack's authorize page → back to our callback.
+    let install = app
+        .http
+        .get(app.url(&format!("{PREFIX}/slack/install")))
+        .send()
+        .await
+        .expect("install");
+    let authorize = app
+        .http
+        .get(location(&install))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(authorize.status(), 302);
+    let callback = app
+        .http
+        .get(to_listener(&app, &location(&authorize)))
+        .send()
+        .await
+        .expect("callback");
+
+    assert_eq!(callback.status(), 200);
+    assert!(
+        callback
+            .text()
+            .await
+            .expect("page")
+            .contains("Spritz is installed")
+    );
+    let exchanges = app.slack.oauth_exchanges();
+    assert_eq!(exchanges.len(), 1);
+    assert_eq!(exchanges[0].client_id, CLIENT_ID);
+    assert_eq!(exchanges[0].client_secret, CLIENT_SECRET);
+    assert_eq!(
+        exchanges[0].redirect_uri,
+        format!("{PUBLIC_ORIGIN}{PREFIX}/slack/oauth/callback")
+    );
+    let installations = app.backend.installations();
+    assert_eq!(installations.len(), 1);
+    let upsert = &installations[0];
+    assert_eq!(upsert["principalId"], PRINCIPAL_ID);
+    assert_eq!(upsert["provider"], "slack");
+    assert_eq!(upsert["externalScopeType"], "workspace");
+    assert_eq!(upsert["externalTenantId"], "T42");
+    assert_eq!(upsert["presetId"], "zeno");
+    assert_eq!(
+        upsert["ownerRef"],
+        serde_json::json!({"type": "external", "provider": "slack", "subject": "U42", "tenant": "T42"})
+    );
+    let auth = &upsert["providerAuth"];
+    assert_eq!(auth["apiAppId"], "A42");
+    assert_eq!(auth["teamId"], "T42");
+    assert_eq!(auth["enterpriseId"], "E42");
+    assert_eq!(auth["installingUserId"], "U42");
+    assert_eq!(auth["botUserId"], "UBOT42");
+    assert_eq!(auth["botAccessToken"], "xoxb-test-token");
+    assert_eq!(
+        auth["scopeSet"],
+        serde_json::json!(["app_mentions:read", "chat:write"])
+    );
+    assert!(
+        app.backend.team("T42").is_some(),
+        "the backend knows the workspace now"
+    );
+    assert_eq!(
+        app.metric(r#"spritz_gateway_requests_total{outcome="installed",route="oauth_callback"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_state_is_rejected_before_any_code_exchange() {
+    let app = spawn_app().await;
+    app.slack.register_oauth_code("code-1", grant());
+    let state = issued_state(&app).await;
+    let (payload, signature) = state.split_once('.').expect("signed state");
+    let forged_payload = format!("{payload}x");
+    let forged_signature = format!("{}A", &signature[..signature.len() - 1]);
+    let foreign = StateSigner::new(SecretString::from("someone-else".to_owned()))
+        .issue(chrono::Utc::now().timestamp());
+
+    for bad in [
+        format!("{forged_payload}.{signature}"),
+        format!("{payload}.{forged_signature}"),
+        foreign,
+        String::new(),
+    ] {
+        let response = callback_with(&app, &bad, "code-1").await;
+        assert_eq!(response.status(), 400, "{bad}");
+        assert!(
+            response.text().await.expect("text").contains("not valid"),
+            "{bad}"
+        );
+    }
+    assert!(
+        app.slack.oauth_exchanges().is_empty(),
+        "no code exchange for a bad state"
+    );
+    assert!(app.backend.installations().is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_state_is_rejected_with_a_clear_message() {
+    let app = spawn_app().await;
+    app.slack.register_oauth_code("code-1", grant());
+    let signer = StateSigner::new(SecretString::from(STATE_SECRET.to_owned()));
+    let old = signer.issue(chrono::Utc::now().timestamp() - STATE_TTL_SECS - 5);
+
+    let response = callback_with(&app, &old, "code-1").await;
+
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.expect("text").contains("expired"));
+    assert!(app.slack.oauth_exchanges().is_empty());
+    assert!(app.backend.installations().is_empty());
+}
+
+#[tokio::test]
+async fn a_cancelled_install_and_a_refused_code_install_nothing() {
+    let app = spawn_app().await;
+    app.slack.approve_installs(None);
+    let install = app
+        .http
+        .get(app.url("/slack/install"))
+        .send()
+        .await
+        .expect("install");
+    let authorize = app
+        .http
+        .get(location(&install))
+        .send()
+        .await
+        .expect("authorize");
+    let cancelled = app
+        .http
+        .get(to_listener(&app, &location(&authorize)))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(cancelled.status(), 400);
+    assert!(cancelled.text().await.expect("text").contains("cancelled"));
+
+    let state = issued_state(&app).await;
+    let refused = callback_with(&app, &state, "never-issued").await;
+    assert_eq!(refused.status(), 502);
+    assert!(
+        !refused.text().await.expect("text").contains("invalid_code"),
+        "Slack's error stays in the log"
+    );
+    assert!(app.backend.installations().is_empty());
+}
+
+#[tokio::test]
+async fn a_backend_failure_is_reported_and_not_shown_as_success() {
+    let app = spawn_app().await;
+    app.slack.register_oauth_code("code-1", grant());
+    app.backend.fail_next_installation_upserts(1, 500);
+    let state = issued_state(&app).await;
+
+    let response = callback_with(&app, &state, "code-1").await;
+
+    assert_eq!(response.status(), 502);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("could not be completed")
+    );
+}
