@@ -126,7 +126,7 @@ impl Acp {
             "Authorization",
             format!("Bearer {SERVICE_TOKEN}").parse().expect("header"),
         );
-        let (socket, _) = tokio_tungstenite::connect_async(request)
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
             .expect("connect");
         Acp { socket, next_id: 0 }
@@ -495,7 +495,7 @@ async fn slack_rate_limits_with_retry_after_then_accepts_the_post() {
 }
 
 #[tokio::test]
-async fn slack_refuses_posts_without_a_bearer_and_hands_out_unique_ts() {
+async fn slack_refuses_posts_without_a_bearer_or_with_a_revoked_one_and_hands_out_unique_ts() {
     let slack = FakeSlack::start().await.expect("slack");
     let unauthenticated: Value = http()
         .post(format!("{}/chat.postMessage", slack.base_url()))
@@ -518,6 +518,18 @@ async fn slack_refuses_posts_without_a_bearer_and_hands_out_unique_ts() {
     }
     let posts = slack.wait_for_posts(3, WAIT).await.expect("posts");
     assert!(posts[0].ts < posts[1].ts && posts[1].ts < posts[2].ts);
+    slack.revoke_token("xoxb-1");
+    let revoked: Value = http()
+        .post(format!("{}/chat.postMessage", slack.base_url()))
+        .bearer_auth("xoxb-1")
+        .json(&json!({"channel": "C1", "text": "hi"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(revoked["error"], "token_revoked");
     assert!(
         slack
             .wait_for_posts(4, Duration::from_millis(50))

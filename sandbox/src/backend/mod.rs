@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -313,6 +314,10 @@ impl ServerGuard {
             .await
             .with_context(|| format!("binding fake backend on {addr}"))?;
         let addr = listener.local_addr()?;
+        // Small JSON frames go out at once instead of waiting on delayed ACKs.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::warn!(%error, "fake backend server stopped");

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -170,6 +171,14 @@ impl FakeSlack {
             .send_modify(|s| s.post_faults.extend(std::iter::repeat_n(fault, n)));
     }
 
+    /// Posts with this bot token answer `{"ok":false,"error":"token_revoked"}` from now
+    /// on, as after an uninstall.
+    pub fn revoke_token(&self, token: &str) {
+        self.state.send_modify(|s| {
+            s.revoked_tokens.insert(token.to_owned());
+        });
+    }
+
     /// Makes `oauth.v2.access` answer `grant` for `code` (once: codes are single-use).
     pub fn register_oauth_code(&self, code: &str, grant: OAuthGrant) {
         self.state.send_modify(|s| {
@@ -220,6 +229,10 @@ impl ServerGuard {
             .await
             .with_context(|| format!("binding fake slack on {addr}"))?;
         let addr = listener.local_addr()?;
+        // Small JSON frames go out at once instead of waiting on delayed ACKs.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::warn!(%error, "fake slack server stopped");

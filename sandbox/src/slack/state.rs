@@ -1,7 +1,7 @@
 //! What the fake Slack remembers and the decisions it makes on each call, kept apart
 //! from HTTP so the routes stay thin.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{AuthorizeRequest, OAuthExchange, OAuthGrant, SlackPost};
 
@@ -42,6 +42,7 @@ pub(crate) struct SlackState {
     pub posts: Vec<SlackPost>,
     pub post_attempts: usize,
     pub post_faults: VecDeque<PostFault>,
+    pub revoked_tokens: HashSet<String>,
     pub oauth_codes: HashMap<String, OAuthGrant>,
     pub oauth_exchanges: Vec<OAuthExchange>,
     pub expected_client: Option<(String, String)>,
@@ -61,6 +62,7 @@ impl SlackState {
             posts: Vec::new(),
             post_attempts: 0,
             post_faults: VecDeque::new(),
+            revoked_tokens: HashSet::new(),
             oauth_codes: HashMap::new(),
             oauth_exchanges: Vec::new(),
             expected_client: None,
@@ -86,6 +88,9 @@ impl SlackState {
         let Some(token) = request.token.filter(|t| !t.is_empty()) else {
             return PostOutcome::Rejected("not_authed");
         };
+        if self.revoked_tokens.contains(&token) {
+            return PostOutcome::Rejected("token_revoked");
+        }
         if let Some(fault) = self.post_faults.pop_front() {
             return PostOutcome::Fault(fault);
         }

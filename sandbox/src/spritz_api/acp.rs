@@ -166,7 +166,8 @@ impl Session {
                 }
             }
         };
-        if let Flow::Continue = flow {
+        let replaying = self.state.borrow().replay_history;
+        if replaying && matches!(flow, Flow::Continue) {
             self.state
                 .send_modify(|s| s.remember_turn(&self.conversation.name, &text, &reply));
         }
