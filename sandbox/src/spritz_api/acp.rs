@@ -20,6 +20,8 @@ use super::{AgentBehaviour, PromptRecord};
 
 type Shared = Arc<watch::Sender<SpritzState>>;
 
+/// How every echoed reply starts; also the first chunk sent.
+const ECHO_PREFIX: &str = "echo: ";
 const CONTEXT_OPEN: &str = "<spritz-channel-context>";
 const CONTEXT_CLOSE: &str = "</spritz-channel-context>";
 
@@ -143,7 +145,7 @@ impl Session {
             state: self.state.clone(),
             conversation_id: self.conversation.name.clone(),
         };
-        let reply = format!("echo: {}", user_text(&text));
+        let reply = format!("{ECHO_PREFIX}{}", user_text(&text));
         let turn = Turn {
             id,
             session_id: &session_id,
@@ -159,7 +161,7 @@ impl Session {
                 AgentBehaviour::EmptyReply => turn.finish(socket).await,
                 AgentBehaviour::Disconnect => close(socket).await,
                 AgentBehaviour::DisconnectAfterChunk => {
-                    if let Flow::Continue = turn.chunk(socket, text_content("echo: ")).await {
+                    if let Flow::Continue = turn.chunk(socket, text_content(ECHO_PREFIX)).await {
                         close(socket).await;
                     }
                     Flow::Close
@@ -176,7 +178,7 @@ impl Session {
 
     /// One chunk now, the rest once `release_prompts` was called (or the client left).
     async fn held_echo(&self, socket: &mut WebSocket, turn: &Turn<'_>) -> Flow {
-        if let Flow::Close = turn.chunk(socket, text_content("echo: ")).await {
+        if let Flow::Close = turn.chunk(socket, text_content(ECHO_PREFIX)).await {
             return Flow::Close;
         }
         let mut rx = self.state.subscribe();
@@ -187,7 +189,7 @@ impl Session {
         if let Some(interruption) = interruption {
             return turn.interrupted(socket, interruption).await;
         }
-        let rest = turn.reply.strip_prefix("echo: ").unwrap_or(turn.reply);
+        let rest = turn.reply.strip_prefix(ECHO_PREFIX).unwrap_or(turn.reply);
         for content in varied_contents(rest) {
             if let Flow::Close = turn.chunk(socket, content).await {
                 return Flow::Close;
@@ -261,8 +263,8 @@ impl Turn<'_> {
         if let Flow::Close = send(socket, notification(self.session_id, thought)).await {
             return Flow::Close;
         }
-        let rest = self.reply.strip_prefix("echo: ").unwrap_or(self.reply);
-        if let Flow::Close = self.chunk(socket, text_content("echo: ")).await {
+        let rest = self.reply.strip_prefix(ECHO_PREFIX).unwrap_or(self.reply);
+        if let Flow::Close = self.chunk(socket, text_content(ECHO_PREFIX)).await {
             return Flow::Close;
         }
         if let Some(delay) = delay {
