@@ -34,6 +34,9 @@ const PERMISSION_DENIED: i64 = -32000;
 const METHOD_NOT_FOUND: i64 = -32601;
 const PROTOCOL_VERSION: u64 = 1;
 const CLIENT_NAME: &str = "spritz-slack-gateway";
+/// Per-connection read buffer. The default (128 KiB, zeroed on every connect) costs
+/// more than the whole exchange of a short prompt; larger messages take more reads.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// Prompts agents over ACP. Cheap to clone; the TLS configuration (and with it the
 /// TLS session cache, so reconnects resume instead of doing a full handshake) is
@@ -203,7 +206,7 @@ impl AcpClient {
             .insert(header::AUTHORIZATION, authorization);
         let connected = tokio_tungstenite::connect_async_tls_with_config(
             request,
-            Some(WebSocketConfig::default()),
+            Some(WebSocketConfig::default().read_buffer_size(READ_BUFFER)),
             true,
             self.inner.connector.clone(),
         )
