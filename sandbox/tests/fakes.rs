@@ -6,7 +6,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use spritz_sandbox::backend::{ExchangeMode, FakeBackend, TeamInstall};
 use spritz_sandbox::slack::{FakeSlack, OAuthGrant};
-use spritz_sandbox::spritz_api::{AgentBehaviour, FakeSpritz};
+use spritz_sandbox::spritz_api::{AgentBehaviour, FakeSpritz, SpritzCall};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
@@ -1097,4 +1097,63 @@ async fn a_slow_prompt_ends_cancelled_when_the_client_cancels() {
         .expect("socket open");
     assert_eq!(response["id"], "p1");
     assert_eq!(response["result"]["stopReason"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_client_that_dies_mid_prompt_leaves_the_conversation_idle() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    spritz.hold_prompts();
+    let mut acp = Acp::open(&spritz, &conversation).await;
+    acp.send_raw(json!({"jsonrpc": "2.0", "id": "p1", "method": "session/prompt",
+        "params": {"sessionId": conversation.session_id, "prompt": [{"type": "text", "text": "hi"}]}}))
+        .await;
+    let first = acp.next_message().await.expect("delivered");
+    assert_eq!(
+        first["params"]["update"]["sessionUpdate"],
+        "agent_message_chunk"
+    );
+    assert_eq!(spritz.prompts_in_progress(), 1);
+
+    drop(acp);
+
+    spritz.wait_until_idle(WAIT).await.expect("prompt given up");
+    assert_eq!(spritz.prompts().len(), 1);
+}
+
+#[tokio::test]
+async fn injected_spritz_failures_come_before_everything_else_and_run_out() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let team = TeamInstall::demo("T1");
+    let conversation = open_conversation(&spritz, &team, "1.1").await;
+    spritz.fail_next(SpritzCall::Bootstrap, 1, 503);
+    spritz.fail_next(SpritzCall::Connect, 1, 500);
+    let bootstrap = || {
+        http()
+            .post(format!(
+                "{}/api/acp/conversations/{}/bootstrap",
+                spritz.base_url(),
+                conversation.id
+            ))
+            .query(&[("namespace", &team.namespace)])
+            .bearer_auth(SERVICE_TOKEN)
+            .send()
+    };
+    assert_eq!(bootstrap().await.expect("bootstrap").status(), 503);
+    assert_eq!(bootstrap().await.expect("bootstrap").status(), 200);
+    let url = format!(
+        "{}/api/acp/conversations/{}/connect?namespace={}",
+        spritz.base_url().replacen("http", "ws", 1),
+        conversation.id,
+        conversation.namespace
+    );
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {SERVICE_TOKEN}").parse().expect("header"),
+    );
+    let refused = tokio_tungstenite::connect_async(request).await;
+    assert!(refused.is_err(), "the first connect is refused");
+    let mut acp = Acp::open(&spritz, &conversation).await;
+    assert!(acp.prompt(&conversation, "hi").await.is_some());
 }

@@ -7,7 +7,9 @@
 //! (`{"namespace":"…","instanceId":"…"}`), `GET /_sandbox/prompts`,
 //! `GET /_sandbox/prompts/wait?count=N&timeout_ms=T` (count defaults to the next one; timeout to 10 s) (408 on timeout),
 //! `GET /_sandbox/upserts`, `GET /_sandbox/permission-answers`,
-//! `GET /_sandbox/conversations/{id}/max-concurrent`, `POST /_sandbox/hold`,
+//! `GET /_sandbox/conversations/{id}/max-concurrent`,
+//! `POST /_sandbox/faults` (`{"call":"upsert"|"bootstrap"|"connect","count":1,"status":503}`),
+//! `POST /_sandbox/hold`,
 //! `POST /_sandbox/release`.
 
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::state::SpritzState;
-use super::{AgentBehaviour, PromptRecord};
+use super::{AgentBehaviour, PromptRecord, SpritzCall};
 
 type Shared = Arc<watch::Sender<SpritzState>>;
 
@@ -41,6 +43,7 @@ pub(super) fn router(state: Shared) -> Router {
             "/_sandbox/conversations/{id}/max-concurrent",
             get(max_concurrent),
         )
+        .route("/_sandbox/faults", post(add_faults))
         .route("/_sandbox/hold", post(hold))
         .route("/_sandbox/release", post(release))
         .with_state(state)
@@ -147,6 +150,23 @@ async fn max_concurrent(State(state): State<Shared>, Path(id): Path<String>) -> 
         .copied()
         .unwrap_or(0);
     Json(json!({"conversationId": id, "maxConcurrentPrompts": high}))
+}
+
+#[derive(Deserialize)]
+struct FaultRequest {
+    call: SpritzCall,
+    count: usize,
+    status: u16,
+}
+
+async fn add_faults(State(state): State<Shared>, Json(request): Json<FaultRequest>) -> StatusCode {
+    state.send_modify(|s| {
+        s.faults
+            .entry(request.call)
+            .or_default()
+            .extend(std::iter::repeat_n(request.status, request.count));
+    });
+    StatusCode::NO_CONTENT
 }
 
 async fn hold(State(state): State<Shared>) -> StatusCode {

@@ -61,6 +61,16 @@ pub enum AgentBehaviour {
     DisconnectAfterChunk,
 }
 
+/// A Spritz API call that can be made to fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpritzCall {
+    Upsert,
+    Bootstrap,
+    /// The websocket upgrade of `…/connect`.
+    Connect,
+}
+
 /// Handle to a running fake Spritz API. Clones share the server and recordings; the
 /// server stops when the last clone is dropped.
 #[derive(Clone)]
@@ -130,6 +140,17 @@ impl FakeSpritz {
             .send_modify(|s| s.restore(namespace, instance_id));
     }
 
+    /// The next `n` calls of this kind answer a bare `status` (e.g. 500, 503) before
+    /// anything else is checked.
+    pub fn fail_next(&self, call: SpritzCall, n: usize, status: u16) {
+        self.state.send_modify(|s| {
+            s.faults
+                .entry(call)
+                .or_default()
+                .extend(std::iter::repeat_n(status, n));
+        });
+    }
+
     /// Every prompt received, in arrival order.
     pub fn prompts(&self) -> Vec<PromptRecord> {
         self.state.borrow().prompts.clone()
@@ -194,6 +215,27 @@ impl FakeSpritz {
     /// Prompts in progress right now, all conversations.
     pub fn prompts_in_progress(&self) -> usize {
         self.state.borrow().in_progress.values().sum()
+    }
+
+    /// Waits until no prompt is in progress (a client that left mid-prompt is noticed
+    /// once the agent next reads or writes its socket).
+    ///
+    /// # Errors
+    /// When prompts are still running after `timeout`.
+    pub async fn wait_until_idle(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut rx = self.state.subscribe();
+        let waited = tokio::time::timeout(timeout, async move {
+            rx.wait_for(|s| s.in_progress.is_empty()).await.is_ok()
+        })
+        .await;
+        match waited {
+            Ok(true) => Ok(()),
+            Ok(false) => anyhow::bail!("fake spritz stopped"),
+            Err(_) => anyhow::bail!(
+                "{} prompts still in progress after {timeout:?}",
+                self.prompts_in_progress()
+            ),
+        }
     }
 
     /// From now on each prompt is recorded, gets one `agent_message_chunk` (so it

@@ -16,8 +16,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::acp;
 use super::state::{CWD, SpritzState, Unusable, UpsertRequest};
+use super::{SpritzCall, acp};
 
 type Shared = Arc<watch::Sender<SpritzState>>;
 
@@ -71,7 +71,9 @@ async fn upsert(
         s.upserts.push(body.clone());
         s.upsert_tokens.push(token);
         if complete {
-            outcome = s.upsert(request);
+            outcome = s
+                .take_fault(SpritzCall::Upsert)
+                .and_then(|()| s.upsert(request));
         }
     });
     if !complete {
@@ -103,7 +105,9 @@ async fn bootstrap(
     let mut outcome = Err(Unusable::NotFound);
     state.send_modify(|s| {
         s.bootstraps.push((id.clone(), namespace.clone()));
-        outcome = s.usable(&id, &namespace);
+        outcome = s
+            .take_fault(SpritzCall::Bootstrap)
+            .and_then(|()| s.usable(&id, &namespace));
     });
     match outcome {
         Ok(conversation) => Json(json!({
@@ -130,7 +134,12 @@ async fn connect(
         return error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     let namespace = query.get("namespace").cloned().unwrap_or_default();
-    let usable = state.borrow().usable(&id, &namespace);
+    let mut usable = Err(Unusable::NotFound);
+    state.send_modify(|s| {
+        usable = s
+            .take_fault(SpritzCall::Connect)
+            .and_then(|()| s.usable(&id, &namespace));
+    });
     let conversation = match usable {
         Ok(conversation) => conversation,
         Err(reason) => return unusable(reason),
@@ -146,6 +155,10 @@ fn unusable(reason: Unusable) -> Response {
     match reason {
         Unusable::Vanished => error(StatusCode::NOT_FOUND, "spritz not found"),
         Unusable::NotFound => error(StatusCode::NOT_FOUND, "conversation not found"),
+        Unusable::Injected(status) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "injected failure",
+        ),
     }
 }
 

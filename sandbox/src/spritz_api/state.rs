@@ -2,12 +2,12 @@
 //! runtimes, recorded calls, and how many prompts run at once per conversation.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use serde_json::{Value, json};
 
-use super::{AgentBehaviour, PromptRecord};
+use super::{AgentBehaviour, PromptRecord, SpritzCall};
 
 /// The working directory every conversation gets.
 pub(super) const CWD: &str = "/home/dev";
@@ -42,6 +42,8 @@ impl Conversation {
 pub(super) enum Unusable {
     NotFound,
     Vanished,
+    /// A failure injected with `FakeSpritz::fail_next`.
+    Injected(u16),
 }
 
 /// The parts of an upsert body the fake acts on.
@@ -68,6 +70,7 @@ pub(crate) struct SpritzState {
     pub upsert_tokens: Vec<String>,
     pub bootstraps: Vec<(String, String)>,
     pub permission_answers: Vec<Value>,
+    pub faults: HashMap<SpritzCall, VecDeque<u16>>,
     pub in_progress: HashMap<String, usize>,
     pub max_in_progress: HashMap<String, usize>,
     /// Bumped by `restore`, so recreated runtimes hand out fresh session ids.
@@ -89,6 +92,7 @@ impl SpritzState {
             upsert_tokens: Vec::new(),
             bootstraps: Vec::new(),
             permission_answers: Vec::new(),
+            faults: HashMap::new(),
             in_progress: HashMap::new(),
             max_in_progress: HashMap::new(),
             generations: HashMap::new(),
@@ -179,6 +183,14 @@ impl SpritzState {
             return Err(Unusable::Vanished);
         }
         Ok(conversation.clone())
+    }
+
+    /// The next injected failure for `call`, if any.
+    pub fn take_fault(&mut self, call: SpritzCall) -> Result<(), Unusable> {
+        match self.faults.get_mut(&call).and_then(VecDeque::pop_front) {
+            Some(status) => Err(Unusable::Injected(status)),
+            None => Ok(()),
+        }
     }
 
     /// Records a prompt and counts it in progress on its conversation.
