@@ -279,37 +279,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         backend.set_lifecycle_token(token);
     }
     slack.approve_installs(Some(args.team.grant()));
-    if let Some(kube) = &kube {
-        // Already there only when the fake outlived a restart; nothing to do then.
-        let _ = kube.try_create_spritz(&args.team.namespace, &args.team.instance_id, Some("Ready"));
+    if let Some(kube) = &kube
+        && let Err(error) =
+            kube.try_create_spritz(&args.team.namespace, &args.team.instance_id, Some("Ready"))
+    {
+        tracing::warn!(%error, "could not create the demo Spritz");
     }
 
-    let host = |addr: SocketAddr| {
-        if addr.ip().is_unspecified() {
-            format!("127.0.0.1:{}", addr.port())
-        } else {
-            addr.to_string()
-        }
-    };
+    let slack_api = advertised(slack.base_url());
+    let backend_api = advertised(backend.base_url());
+    let spritz_api = advertised(spritz.base_url());
     println!(
-        "fake Slack       {}  (control: http://{}/_sandbox)",
-        slack.base_url(),
-        host(args.slack_addr)
+        "fake Slack       {slack_api}  (control: {}/_sandbox)",
+        advertised(slack.origin())
     );
     println!(
-        "fake backend     {}  (control: http://{}/_sandbox)",
-        backend.base_url(),
-        host(args.backend_addr)
+        "fake backend     {backend_api}  (control: {}/_sandbox)",
+        advertised(backend.origin())
     );
     println!(
-        "fake Spritz API  {}  (control: http://{}/_sandbox)",
-        spritz.base_url(),
-        host(args.spritz_addr)
+        "fake Spritz API  {spritz_api}  (control: {}/_sandbox)",
+        advertised(spritz.origin())
     );
     match &kube {
         Some(kube) => println!(
             "fake Kubernetes  {}  (Spritz {}/{} Ready)",
-            kube.base_url(),
+            advertised(kube.base_url()),
             args.team.namespace,
             args.team.instance_id
         ),
@@ -320,41 +315,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.team.team_id, args.team.api_app_id, args.team.bot_user_id
     );
     println!();
-    println!("# environment for the gateway and workers");
-    println!(
-        "SPRITZ_SLACK_API_BASE_URL=http://{}/api",
-        host(args.slack_addr)
-    );
-    println!(
-        "SPRITZ_SLACK_BACKEND_BASE_URL=http://{}{}",
-        host(args.backend_addr),
-        backend::BASE_PATH
-    );
+    println!("# environment for the gateway and workers (dev-only values)");
+    println!("SPRITZ_SLACK_API_BASE_URL={slack_api}");
+    println!("SPRITZ_SLACK_BACKEND_BASE_URL={backend_api}");
     println!(
         "SPRITZ_SLACK_BACKEND_INTERNAL_TOKEN={}",
         args.internal_token
     );
-    println!(
-        "SPRITZ_SLACK_SPRITZ_BASE_URL=http://{}{}",
-        host(args.spritz_addr),
-        spritz_api::BASE_PATH
-    );
+    println!("SPRITZ_SLACK_SPRITZ_BASE_URL={spritz_api}");
     println!("SPRITZ_SLACK_SPRITZ_SERVICE_TOKEN={}", args.service_token);
     println!(
-        "SPRITZ_LIFECYCLE_NOTIFY_URL=http://{}{}/lifecycle",
-        host(args.backend_addr),
-        backend::BASE_PATH
+        "SPRITZ_LIFECYCLE_NOTIFY_URL={}",
+        advertised(backend.lifecycle_url())
     );
     if let Some(token) = &args.lifecycle_token {
         println!("SPRITZ_LIFECYCLE_NOTIFY_AUTH_TOKEN={token}");
     }
-    if let Some(addr) = args.kube_addr {
-        println!("# notifier: a kubeconfig with server http://{}", host(addr));
+    if let Some(kube) = &kube {
+        println!(
+            "# notifier: a kubeconfig whose server is {}",
+            advertised(kube.base_url())
+        );
     }
 
     shutdown_signal().await;
     tracing::info!("sandbox stopping");
     Ok(())
+}
+
+/// A URL a client on this host can use: a wildcard listen address becomes loopback.
+fn advertised(url: String) -> String {
+    url.replacen("//0.0.0.0:", "//127.0.0.1:", 1)
 }
 
 async fn shutdown_signal() {
