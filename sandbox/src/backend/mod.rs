@@ -188,7 +188,7 @@ impl FakeBackend {
             })
     }
 
-    /// Installation upsert bodies received, in order.
+    /// Installation upsert bodies received, in order, failed (injected) ones included.
     pub fn installations(&self) -> Vec<Value> {
         self.state.borrow().installations.clone()
     }
@@ -199,7 +199,8 @@ impl FakeBackend {
             .send_modify(|s| s.upsert_faults.extend(std::iter::repeat_n(status, n)));
     }
 
-    /// Disconnect bodies received, in order.
+    /// Disconnect bodies accepted, in order (injected failures are not recorded, so
+    /// one entry per disconnect that took effect).
     pub fn disconnects(&self) -> Vec<Value> {
         self.state.borrow().disconnects.clone()
     }
