@@ -91,13 +91,13 @@ impl Default for RetryTiers {
 /// `1s`, `250ms`, `1m`: the label a delay queue is named and routed by.
 pub fn tier_label(delay: Duration) -> String {
     let millis = delay.as_millis();
-    if millis % 1000 != 0 {
+    if !millis.is_multiple_of(1000) {
         return format!("{millis}ms");
     }
     let secs = delay.as_secs();
-    if secs != 0 && secs % 3600 == 0 {
+    if secs != 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs != 0 && secs % 60 == 0 {
+    } else if secs != 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
@@ -150,20 +150,42 @@ pub async fn declare(channel: &Channel, options: &TopologyOptions) -> Result<(),
     exchange(channel, RETRY_EXCHANGE, ExchangeKind::Direct).await?;
     for delay in options.work_retry_tiers.as_slice() {
         let name = work_retry_queue(*delay);
-        queue(channel, &name, delay_queue(*delay, WORK_EXCHANGE, WORK_ROUTING_KEY)).await?;
+        queue(
+            channel,
+            &name,
+            delay_queue(*delay, WORK_EXCHANGE, WORK_ROUTING_KEY),
+        )
+        .await?;
         bind(channel, &name, RETRY_EXCHANGE, &tier_label(*delay)).await?;
     }
 
     exchange(channel, LIFECYCLE_EXCHANGE, ExchangeKind::Topic).await?;
-    queue(channel, BACKEND_SYNC_QUEUE, quorum(Some(options.delivery_limit))).await?;
-    bind(channel, BACKEND_SYNC_QUEUE, LIFECYCLE_EXCHANGE, LIFECYCLE_ALL).await?;
+    queue(
+        channel,
+        BACKEND_SYNC_QUEUE,
+        quorum(Some(options.delivery_limit)),
+    )
+    .await?;
+    bind(
+        channel,
+        BACKEND_SYNC_QUEUE,
+        LIFECYCLE_EXCHANGE,
+        LIFECYCLE_ALL,
+    )
+    .await?;
 
     exchange(channel, BACKEND_SYNC_RETRY_EXCHANGE, ExchangeKind::Direct).await?;
     for delay in options.backend_sync_retry_tiers.as_slice() {
         let name = backend_sync_retry_queue(*delay);
         // The default exchange ("") routes by queue name straight back to the sync queue.
         queue(channel, &name, delay_queue(*delay, "", BACKEND_SYNC_QUEUE)).await?;
-        bind(channel, &name, BACKEND_SYNC_RETRY_EXCHANGE, &tier_label(*delay)).await?;
+        bind(
+            channel,
+            &name,
+            BACKEND_SYNC_RETRY_EXCHANGE,
+            &tier_label(*delay),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -178,7 +200,11 @@ pub async fn declare_lifecycle_broadcast_queue(channel: &Channel) -> Result<Stri
     let declared = channel
         .queue_declare(
             ShortString::from(""),
-            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
@@ -192,7 +218,10 @@ async fn exchange(channel: &Channel, name: &str, kind: ExchangeKind) -> Result<(
         .exchange_declare(
             ShortString::from(name),
             kind,
-            ExchangeDeclareOptions { durable: true, ..Default::default() },
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await
@@ -202,14 +231,22 @@ async fn queue(channel: &Channel, name: &str, arguments: FieldTable) -> Result<(
     channel
         .queue_declare(
             ShortString::from(name),
-            QueueDeclareOptions { durable: true, ..Default::default() },
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
             arguments,
         )
         .await
         .map(|_| ())
 }
 
-async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), lapin::Error> {
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), lapin::Error> {
     channel
         .queue_bind(
             ShortString::from(queue),
@@ -232,7 +269,10 @@ fn quorum(delivery_limit: Option<u32>) -> FieldTable {
     args.insert("x-queue-type".into(), text("quorum"));
     args.insert("x-dead-letter-exchange".into(), text(DEAD_LETTER_EXCHANGE));
     if let Some(limit) = delivery_limit {
-        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(i64::from(limit)));
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(limit)),
+        );
         args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
         args.insert("x-overflow".into(), text("reject-publish"));
     }
@@ -259,7 +299,10 @@ mod tests {
 
     #[test]
     fn tiers_are_named_by_their_delay() {
-        assert_eq!(work_retry_queue(Duration::from_secs(1)), "spritz.slack.retry.1s");
+        assert_eq!(
+            work_retry_queue(Duration::from_secs(1)),
+            "spritz.slack.retry.1s"
+        );
         assert_eq!(tier_label(Duration::from_millis(250)), "250ms");
         assert_eq!(tier_label(Duration::from_millis(1500)), "1500ms");
         assert_eq!(tier_label(Duration::from_secs(60)), "1m");
@@ -272,11 +315,27 @@ mod tests {
 
     #[test]
     fn a_wait_takes_the_nearest_tier_at_or_above_it() {
-        let tiers = RetryTiers::new([Duration::from_secs(5), Duration::from_secs(1), Duration::from_secs(30)]);
-        assert_eq!(tiers.at_or_above(Duration::from_millis(10)), Duration::from_secs(1));
-        assert_eq!(tiers.at_or_above(Duration::from_secs(1)), Duration::from_secs(1));
-        assert_eq!(tiers.at_or_above(Duration::from_secs(2)), Duration::from_secs(5));
-        assert_eq!(tiers.at_or_above(Duration::from_secs(120)), Duration::from_secs(30));
+        let tiers = RetryTiers::new([
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        ]);
+        assert_eq!(
+            tiers.at_or_above(Duration::from_millis(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            tiers.at_or_above(Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            tiers.at_or_above(Duration::from_secs(2)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            tiers.at_or_above(Duration::from_secs(120)),
+            Duration::from_secs(30)
+        );
         assert_eq!(RetryTiers::new([]), RetryTiers::default());
     }
 }

@@ -62,29 +62,73 @@ impl BrokerAdmin {
             .await?
             .error_for_status()?;
         Ok(TestVhost {
-            admin: self.clone(),
-            name,
+            inner: std::sync::Arc::new(VhostInner {
+                admin: self.clone(),
+                name,
+                deleted: std::sync::atomic::AtomicBool::new(false),
+            }),
         })
     }
 }
 
-/// A vhost that belongs to one test.
+/// A vhost that belongs to one test. It is deleted by [`TestVhost::delete`] or, when a
+/// test ends without calling it (a failed assertion), when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct TestVhost {
+    inner: std::sync::Arc<VhostInner>,
+}
+
+#[derive(Debug)]
+struct VhostInner {
     admin: BrokerAdmin,
     name: String,
+    deleted: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for VhostInner {
+    fn drop(&mut self) {
+        if self.deleted.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        // Drop may run inside a runtime, where blocking is not allowed: delete from a
+        // thread of its own with a runtime of its own.
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(delete_vhost(&admin, &name));
+            }
+        })
+        .join();
+    }
+}
+
+async fn delete_vhost(admin: &BrokerAdmin, name: &str) {
+    let url = format!("{}/api/vhosts/{}", admin.management_url, name);
+    let _ = admin
+        .http
+        .delete(&url)
+        .basic_auth(&admin.user, Some(&admin.password))
+        .send()
+        .await;
 }
 
 impl TestVhost {
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
     /// An AMQP URL that points at this vhost.
     pub fn amqp_url(&self) -> String {
         format!(
             "amqp://{}:{}@{}/{}",
-            self.admin.user, self.admin.password, self.admin.amqp_host, self.name
+            self.inner.admin.user,
+            self.inner.admin.password,
+            self.inner.admin.amqp_host,
+            self.inner.name
         )
     }
 
@@ -92,13 +136,14 @@ impl TestVhost {
     pub async fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
         let url = format!(
             "{}/api/queues/{}/{}",
-            self.admin.management_url, self.name, queue
+            self.inner.admin.management_url, self.inner.name, queue
         );
         let response = self
+            .inner
             .admin
             .http
             .get(&url)
-            .basic_auth(&self.admin.user, Some(&self.admin.password))
+            .basic_auth(&self.inner.admin.user, Some(&self.inner.admin.password))
             .send()
             .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
@@ -113,13 +158,14 @@ impl TestVhost {
     pub async fn close_connections(&self) -> anyhow::Result<usize> {
         let url = format!(
             "{}/api/vhosts/{}/connections",
-            self.admin.management_url, self.name
+            self.inner.admin.management_url, self.inner.name
         );
         let connections: Vec<serde_json::Value> = self
+            .inner
             .admin
             .http
             .get(&url)
-            .basic_auth(&self.admin.user, Some(&self.admin.password))
+            .basic_auth(&self.inner.admin.user, Some(&self.inner.admin.password))
             .send()
             .await?
             .error_for_status()?
@@ -132,17 +178,18 @@ impl TestVhost {
             };
             let url = format!(
                 "{}/api/connections/{}",
-                self.admin.management_url,
+                self.inner.admin.management_url,
                 // Form encoding writes spaces as `+`, which a path keeps literally.
                 url::form_urlencoded::byte_serialize(name.as_bytes())
                     .collect::<String>()
                     .replace('+', "%20")
             );
             let status = self
+                .inner
                 .admin
                 .http
                 .delete(&url)
-                .basic_auth(&self.admin.user, Some(&self.admin.password))
+                .basic_auth(&self.inner.admin.user, Some(&self.inner.admin.password))
                 .header("X-Reason", "spritz test: forced close")
                 .send()
                 .await?
@@ -156,13 +203,10 @@ impl TestVhost {
 
     /// Deletes the vhost and everything in it.
     pub async fn delete(self) -> anyhow::Result<()> {
-        let url = format!("{}/api/vhosts/{}", self.admin.management_url, self.name);
-        self.admin
-            .http
-            .delete(&url)
-            .basic_auth(&self.admin.user, Some(&self.admin.password))
-            .send()
-            .await?;
+        self.inner
+            .deleted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        delete_vhost(&self.inner.admin, &self.inner.name).await;
         Ok(())
     }
 }

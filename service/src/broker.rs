@@ -168,12 +168,20 @@ impl Broker {
 
     /// Connected, topology declared.
     pub fn is_ready(&self) -> bool {
-        self.inner.link.borrow().as_ref().is_some_and(|link| !link.is_broken())
+        self.inner
+            .link
+            .borrow()
+            .as_ref()
+            .is_some_and(|link| !link.is_broken())
     }
 
     /// The live link, if any.
     pub fn link(&self) -> Option<Arc<Link>> {
-        self.inner.link.borrow().clone().filter(|link| !link.is_broken())
+        self.inner
+            .link
+            .borrow()
+            .clone()
+            .filter(|link| !link.is_broken())
     }
 
     /// Every link as it comes; consumers restart on each new one.
@@ -218,8 +226,14 @@ impl Broker {
         body: &[u8],
         envelope: &Envelope,
     ) -> Result<(), PublishError> {
-        self.publish_within(exchange, routing_key, body, envelope, self.inner.settings.confirm_timeout)
-            .await
+        self.publish_within(
+            exchange,
+            routing_key,
+            body,
+            envelope,
+            self.inner.settings.confirm_timeout,
+        )
+        .await
     }
 
     /// [`Broker::publish`] with an explicit confirm timeout.
@@ -239,18 +253,28 @@ impl Broker {
             None => Err(PublishError::Unavailable),
             Some(link) => publish_on(&link, exchange, routing_key, body, envelope, timeout).await,
         };
-        let label = if exchange.is_empty() { "(default)" } else { exchange };
+        let label = if exchange.is_empty() {
+            "(default)"
+        } else {
+            exchange
+        };
         let metrics = &self.inner.metrics;
         match &result {
             Ok(()) => {
-                metrics.publishes.with_label_values(&[label, "confirmed"]).inc();
+                metrics
+                    .publishes
+                    .with_label_values(&[label, "confirmed"])
+                    .inc();
                 metrics
                     .confirm_seconds
                     .with_label_values(&[label])
                     .observe(started.elapsed().as_secs_f64());
             }
             Err(error) => {
-                metrics.publishes.with_label_values(&[label, error.reason()]).inc();
+                metrics
+                    .publishes
+                    .with_label_values(&[label, error.reason()])
+                    .inc();
             }
         }
         result
@@ -263,7 +287,11 @@ impl Broker {
         let link = self.inner.link.send_replace(None);
         if let Some(link) = link {
             link.broken.cancel();
-            if let Err(error) = link.connection.close(200, ShortString::from("shutdown")).await {
+            if let Err(error) = link
+                .connection
+                .close(200, ShortString::from("shutdown"))
+                .await
+            {
                 tracing::debug!(%error, "closing the broker connection");
             }
         }
@@ -297,7 +325,10 @@ impl Broker {
                 self.inner.metrics.reconnects.inc();
             }
             connected_before = true;
-            tracing::info!(generation = link.generation, "broker connected, topology declared");
+            tracing::info!(
+                generation = link.generation,
+                "broker connected, topology declared"
+            );
             let events = link.connection.events_listener();
             self.inner.metrics.connected.set(1);
             self.inner.link.send_replace(Some(link.clone()));
@@ -308,14 +339,22 @@ impl Broker {
                 break;
             }
             self.inner.link.send_if_modified(|current| {
-                let same = current.as_ref().is_some_and(|c| c.generation == link.generation);
+                let same = current
+                    .as_ref()
+                    .is_some_and(|c| c.generation == link.generation);
                 if same {
                     *current = None;
                 }
                 same
             });
-            tracing::warn!(generation = link.generation, "broker connection lost; reconnecting");
-            let _ = link.connection.close(320, ShortString::from("reconnecting")).await;
+            tracing::warn!(
+                generation = link.generation,
+                "broker connection lost; reconnecting"
+            );
+            let _ = link
+                .connection
+                .close(320, ShortString::from("reconnecting"))
+                .await;
             self.pause(&mut backoff).await;
         }
     }
@@ -327,11 +366,15 @@ impl Broker {
         let connection = Connection::connect(&settings.url, properties).await?;
         let declaring = connection.create_channel().await?;
         topology::declare(&declaring, &settings.topology).await?;
-        let _ = declaring.close(200, ShortString::from("topology declared")).await;
+        let _ = declaring
+            .close(200, ShortString::from("topology declared"))
+            .await;
         let mut publishers = Vec::with_capacity(settings.publisher_channels.max(1));
         for _ in 0..settings.publisher_channels.max(1) {
             let channel = connection.create_channel().await?;
-            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
             publishers.push(channel);
         }
         Ok(Arc::new(Link {
@@ -406,7 +449,10 @@ async fn publish_on(
             .basic_publish(
                 ShortString::from(exchange),
                 ShortString::from(routing_key),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 body,
                 envelope.properties(),
             )
@@ -422,9 +468,9 @@ async fn publish_on(
             Err(PublishError::Broker(error))
         }
         Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-        Ok(Ok(Confirmation::Ack(Some(returned)))) => {
-            Err(PublishError::Returned(returned.reply_text.as_str().to_owned()))
-        }
+        Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(PublishError::Returned(
+            returned.reply_text.as_str().to_owned(),
+        )),
         Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
         Ok(Ok(Confirmation::NotRequested)) => {
             // Publisher channels are always in confirm mode; this would be a bug.

@@ -22,7 +22,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
-        Self { variable, problem: problem.into() }
+        Self {
+            variable,
+            problem: problem.into(),
+        }
     }
 }
 
@@ -39,8 +42,16 @@ impl Env {
     }
 
     /// Exactly these variables (tests).
-    pub fn from_map<K: Into<String>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self { overrides: Some(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()) }
+    pub fn from_map<K: Into<String>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            overrides: Some(
+                vars.into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
     }
 
     /// The raw value; an empty string counts as unset.
@@ -56,7 +67,8 @@ impl Env {
     /// # Errors
     /// The variable is unset.
     pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.get(name).ok_or_else(|| ConfigError::new(name, "is required but not set"))
+        self.get(name)
+            .ok_or_else(|| ConfigError::new(name, "is required but not set"))
     }
 
     /// # Errors
@@ -73,7 +85,11 @@ impl Env {
     ///
     /// # Errors
     /// The value does not parse; the message says what was expected.
-    pub fn parse<T: FromStr>(&self, name: &'static str, expected: &str) -> Result<Option<T>, ConfigError> {
+    pub fn parse<T: FromStr>(
+        &self,
+        name: &'static str,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
         match self.get(name) {
             None => Ok(None),
             Some(raw) => raw
@@ -87,7 +103,11 @@ impl Env {
     ///
     /// # Errors
     /// Unset without a default, or not a positive duration.
-    pub fn duration(&self, name: &'static str, default: Option<Duration>) -> Result<Duration, ConfigError> {
+    pub fn duration(
+        &self,
+        name: &'static str,
+        default: Option<Duration>,
+    ) -> Result<Duration, ConfigError> {
         match self.get(name) {
             None => default.ok_or_else(|| ConfigError::new(name, "is required but not set")),
             Some(raw) => parse_duration(&raw).map_err(|problem| ConfigError::new(name, problem)),
@@ -98,13 +118,18 @@ impl Env {
     ///
     /// # Errors
     /// Unset without a default, or not an address.
-    pub fn listen_addr(&self, name: &'static str, default: Option<&str>) -> Result<ListenAddr, ConfigError> {
+    pub fn listen_addr(
+        &self,
+        name: &'static str,
+        default: Option<&str>,
+    ) -> Result<ListenAddr, ConfigError> {
         let raw = match (self.get(name), default) {
             (Some(raw), _) => raw,
             (None, Some(default)) => default.to_owned(),
             (None, None) => return Err(ConfigError::new(name, "is required but not set")),
         };
-        raw.parse().map_err(|problem: String| ConfigError::new(name, problem))
+        raw.parse()
+            .map_err(|problem: String| ConfigError::new(name, problem))
     }
 
     /// An absolute http(s) URL, without a trailing slash in its path.
@@ -127,7 +152,9 @@ impl Env {
     pub fn optional_url(&self, name: &'static str) -> Result<Option<url::Url>, ConfigError> {
         match self.get(name) {
             None => Ok(None),
-            Some(raw) => parse_http_url(&raw).map(Some).map_err(|problem| ConfigError::new(name, problem)),
+            Some(raw) => parse_http_url(&raw)
+                .map(Some)
+                .map_err(|problem| ConfigError::new(name, problem)),
         }
     }
 }
@@ -146,7 +173,8 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 }
 
 fn parse_http_url(raw: &str) -> Result<url::Url, String> {
-    let mut url = url::Url::parse(raw).map_err(|_| format!("expected an absolute URL, got {raw:?}"))?;
+    let mut url =
+        url::Url::parse(raw).map_err(|_| format!("expected an absolute URL, got {raw:?}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!("expected an http(s) URL with a host, got {raw:?}"));
     }
@@ -164,7 +192,9 @@ impl FromStr for ListenAddr {
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         if let Some(port) = raw.strip_prefix(':') {
-            let port: u16 = port.parse().map_err(|_| format!("expected :PORT or HOST:PORT, got {raw:?}"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("expected :PORT or HOST:PORT, got {raw:?}"))?;
             return Ok(ListenAddr(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))));
         }
         raw.parse()
@@ -197,8 +227,14 @@ pub fn describe(variables: &[Variable]) -> String {
     let width = variables.iter().map(|v| v.name.len()).max().unwrap_or(0);
     let mut out = String::from("Environment:\n");
     for variable in variables {
-        let default = variable.default.map(|d| format!(" [default: {d}]")).unwrap_or_default();
-        out.push_str(&format!("  {:width$}  {}{}\n", variable.name, variable.help, default));
+        let default = variable
+            .default
+            .map(|d| format!(" [default: {d}]"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:width$}  {}{}\n",
+            variable.name, variable.help, default
+        ));
     }
     out
 }
@@ -216,21 +252,30 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
         assert_eq!(":8080".parse::<ListenAddr>().map(|a| a.0.port()), Ok(8080));
-        assert_eq!("127.0.0.1:9".parse::<ListenAddr>().map(|a| a.0.to_string()), Ok("127.0.0.1:9".into()));
+        assert_eq!(
+            "127.0.0.1:9".parse::<ListenAddr>().map(|a| a.0.to_string()),
+            Ok("127.0.0.1:9".into())
+        );
         assert!("8080".parse::<ListenAddr>().is_err());
     }
 
     #[test]
     fn errors_name_the_variable_and_defaults_apply_only_when_unset() {
         let env = Env::from_map([("SPRITZ_SLACK_HTTP_TIMEOUT", "fast"), ("EMPTY", " ")]);
-        let error = env.duration("SPRITZ_SLACK_HTTP_TIMEOUT", Some(Duration::from_secs(15))).unwrap_err();
+        let error = env
+            .duration("SPRITZ_SLACK_HTTP_TIMEOUT", Some(Duration::from_secs(15)))
+            .unwrap_err();
         assert_eq!(error.variable, "SPRITZ_SLACK_HTTP_TIMEOUT");
         assert!(error.to_string().starts_with("SPRITZ_SLACK_HTTP_TIMEOUT: "));
-        assert_eq!(env.duration("UNSET", Some(Duration::from_secs(15))), Ok(Duration::from_secs(15)));
+        assert_eq!(
+            env.duration("UNSET", Some(Duration::from_secs(15))),
+            Ok(Duration::from_secs(15))
+        );
         assert_eq!(env.required("EMPTY").unwrap_err().variable, "EMPTY");
         assert!(env.url("URL", Some("ftp://x")).is_err());
         assert_eq!(
-            env.url("URL", Some("https://host/spritz/")).map(|u| u.to_string()),
+            env.url("URL", Some("https://host/spritz/"))
+                .map(|u| u.to_string()),
             Ok("https://host/spritz".into())
         );
     }

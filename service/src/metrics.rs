@@ -2,7 +2,10 @@
 //! connection state and confirmed publishes. Role-specific metrics live in each role's
 //! own `metrics` module and register into the same [`prometheus::Registry`].
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 /// Buckets for sub-second operations (publish confirms, HTTP calls).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -36,19 +39,30 @@ impl BrokerMetrics {
             "Broker connections established after the first",
         )?;
         let publishes = IntCounterVec::new(
-            Opts::new("spritz_publish_total", "Confirmed publish attempts by outcome"),
+            Opts::new(
+                "spritz_publish_total",
+                "Confirmed publish attempts by outcome",
+            ),
             &["exchange", "outcome"],
         )?;
         let confirm_seconds = HistogramVec::new(
-            HistogramOpts::new("spritz_publish_confirm_seconds", "Publish to broker confirm")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "spritz_publish_confirm_seconds",
+                "Publish to broker confirm",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["exchange"],
         )?;
         registry.register(Box::new(connected.clone()))?;
         registry.register(Box::new(reconnects.clone()))?;
         registry.register(Box::new(publishes.clone()))?;
         registry.register(Box::new(confirm_seconds.clone()))?;
-        Ok(Self { connected, reconnects, publishes, confirm_seconds })
+        Ok(Self {
+            connected,
+            reconnects,
+            publishes,
+            confirm_seconds,
+        })
     }
 
     /// Metrics registered nowhere, for code paths that do not export (tools, tests).
@@ -66,7 +80,8 @@ pub fn register_build_info(registry: &Registry, process: &str) -> prometheus::Re
         Opts::new("spritz_build_info", "Which process and version is running"),
         &["process", "version"],
     )?;
-    info.with_label_values(&[process, env!("CARGO_PKG_VERSION")]).set(1);
+    info.with_label_values(&[process, env!("CARGO_PKG_VERSION")])
+        .set(1);
     registry.register(Box::new(info))
 }
 

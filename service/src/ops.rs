@@ -14,10 +14,13 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// One named readiness condition.
+type Check = (&'static str, Arc<dyn Fn() -> bool + Send + Sync>);
+
 /// Readiness checks; `/readyz` is 200 only when all pass.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    checks: Vec<(&'static str, Arc<dyn Fn() -> bool + Send + Sync>)>,
+    checks: Vec<Check>,
 }
 
 impl Readiness {
@@ -25,14 +28,22 @@ impl Readiness {
         Self::default()
     }
 
-    pub fn with_check(mut self, name: &'static str, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+    pub fn with_check(
+        mut self,
+        name: &'static str,
+        check: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.checks.push((name, Arc::new(check)));
         self
     }
 
     /// The names of the checks that fail now.
     pub fn failing(&self) -> Vec<&'static str> {
-        self.checks.iter().filter(|(_, check)| !check()).map(|(name, _)| *name).collect()
+        self.checks
+            .iter()
+            .filter(|(_, check)| !check())
+            .map(|(name, _)| *name)
+            .collect()
     }
 }
 
@@ -53,7 +64,11 @@ impl OpsServer {
     ///
     /// # Errors
     /// The address cannot be bound.
-    pub async fn bind(addr: SocketAddr, registry: Registry, readiness: Readiness) -> std::io::Result<Self> {
+    pub async fn bind(
+        addr: SocketAddr,
+        registry: Registry,
+        readiness: Readiness,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let router = router(registry, readiness);
         Ok(Self { listener, router })
@@ -80,14 +95,22 @@ pub fn router(registry: Registry, readiness: Readiness) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(OpsState { registry, readiness })
+        .with_state(OpsState {
+            registry,
+            readiness,
+        })
 }
 
 async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     let encoder = TextEncoder::new();
     let mut body = Vec::new();
     match encoder.encode(&state.registry.gather(), &mut body) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, encoder.format_type().to_owned())], body).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            body,
+        )
+            .into_response(),
         Err(error) => {
             tracing::error!(%error, "metrics encoding failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -105,6 +128,9 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     if failing.is_empty() {
         (StatusCode::OK, "ready".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}", failing.join(", ")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", failing.join(", ")),
+        )
     }
 }

@@ -11,7 +11,8 @@ pub fn get_subscriber<Sink>(default_filter: &str, sink: Sink) -> impl Subscriber
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
