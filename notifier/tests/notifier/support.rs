@@ -103,6 +103,19 @@ impl World {
     }
 }
 
+impl Drop for World {
+    /// Deletes the vhost (on a thread of its own: the test's runtime is going away).
+    fn drop(&mut self) {
+        let vhost = self.vhost.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = runtime.block_on(vhost.delete());
+            }
+        })
+        .join();
+    }
+}
+
 /// A notifier running in-process.
 pub struct Replica {
     pub identity: String,
