@@ -17,4 +17,6 @@ pub mod traceparent;
 
 pub use lifecycle::{LifecycleEvent, Phase};
 pub use message::{DecodeError, MessageType, decode};
-pub use slack_event::{Resume, SlackEvent, SlackEventKind, SlackRetry, UserMessage, UserMessageKind};
+pub use slack_event::{
+    Resume, SlackEvent, SlackEventKind, SlackRetry, UserMessage, UserMessageKind,
+};

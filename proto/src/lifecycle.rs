@@ -133,19 +133,40 @@ mod tests {
         );
         let body = serde_json::to_vec(&event).expect("serialise");
         let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        for field in ["v", "namespace", "instanceId", "uid", "phase", "previousPhase", "resourceVersion", "observedAt"] {
+        for field in [
+            "v",
+            "namespace",
+            "instanceId",
+            "uid",
+            "phase",
+            "previousPhase",
+            "resourceVersion",
+            "observedAt",
+        ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }
-        assert_eq!(crate::decode::<LifecycleEvent>(&body).expect("decode"), event);
+        assert_eq!(
+            crate::decode::<LifecycleEvent>(&body).expect("decode"),
+            event
+        );
         assert_eq!(event.routing_key(), "lifecycle.Expired");
     }
 
     #[test]
     fn only_end_of_life_phases_invalidate_sessions() {
-        let invalidating: Vec<_> = Phase::ALL.into_iter().filter(|p| p.invalidates_sessions()).collect();
+        let invalidating: Vec<_> = Phase::ALL
+            .into_iter()
+            .filter(|p| p.invalidates_sessions())
+            .collect();
         assert_eq!(
             invalidating,
-            [Phase::Expiring, Phase::Expired, Phase::Terminating, Phase::Error, Phase::Deleted]
+            [
+                Phase::Expiring,
+                Phase::Expired,
+                Phase::Terminating,
+                Phase::Error,
+                Phase::Deleted
+            ]
         );
         assert_eq!(Phase::parse("Ready"), Some(Phase::Ready));
         assert_eq!(Phase::parse("ready"), None);

@@ -38,7 +38,11 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn new(message_id: impl Into<String>, message_type: MessageType, traceparent: TraceParent) -> Self {
+    pub fn new(
+        message_id: impl Into<String>,
+        message_type: MessageType,
+        traceparent: TraceParent,
+    ) -> Self {
         Self {
             message_id: message_id.into(),
             message_type,
@@ -59,7 +63,8 @@ impl Envelope {
 
     /// Adds an integer header.
     pub fn with_number(mut self, name: &str, value: i64) -> Self {
-        self.headers.insert(ShortString::from(name), AMQPValue::LongLongInt(value));
+        self.headers
+            .insert(ShortString::from(name), AMQPValue::LongLongInt(value));
         self
     }
 
@@ -81,7 +86,9 @@ impl Envelope {
     /// A copy of a received message's envelope: same id, type and headers, the trace
     /// continued. Used for retry and parking-lot copies.
     pub fn derived_from(properties: &BasicProperties, fallback_type: MessageType) -> Self {
-        let traceparent = traceparent(properties).map(|t| t.child()).unwrap_or_else(TraceParent::new_root);
+        let traceparent = traceparent(properties)
+            .map(|t| t.child())
+            .unwrap_or_else(TraceParent::new_root);
         let message_type = properties
             .kind()
             .as_ref()
@@ -107,14 +114,19 @@ impl Envelope {
 
 /// The `message_id` property.
 pub fn message_id(properties: &BasicProperties) -> Option<String> {
-    properties.message_id().as_ref().map(|id| id.as_str().to_owned())
+    properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.as_str().to_owned())
 }
 
 /// A string header (long or short string).
 pub fn header_str(properties: &BasicProperties, name: &str) -> Option<String> {
     let headers = properties.headers().as_ref()?;
     match headers.inner().get(name)? {
-        AMQPValue::LongString(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        AMQPValue::LongString(value) => {
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        }
         AMQPValue::ShortString(value) => Some(value.as_str().to_owned()),
         _ => None,
     }
@@ -164,10 +176,16 @@ mod tests {
         let props = envelope.properties();
         assert_eq!(*props.delivery_mode(), Some(2));
         assert_eq!(message_id(&props).as_deref(), Some("Ev1"));
-        assert_eq!(props.kind().as_ref().map(|k| k.as_str()), Some("slack.event.v1"));
+        assert_eq!(
+            props.kind().as_ref().map(|k| k.as_str()),
+            Some("slack.event.v1")
+        );
         assert!(props.timestamp().is_some());
         assert_eq!(traceparent(&props), Some(trace.clone()));
-        assert_eq!(header_str(&props, SLACK_RETRY_REASON).as_deref(), Some("http_timeout"));
+        assert_eq!(
+            header_str(&props, SLACK_RETRY_REASON).as_deref(),
+            Some("http_timeout")
+        );
         assert_eq!(header_i64(&props, ATTEMPT), Some(3));
 
         let copy = Envelope::derived_from(&props, MessageType::Lifecycle);

@@ -190,9 +190,18 @@ mod tests {
 
     #[test]
     fn conversation_id_is_the_channel_in_a_dm_the_thread_in_a_thread_else_the_message() {
-        assert_eq!(message("D123", None, Some("1.2")).external_conversation_id(), "D123");
-        assert_eq!(message("G1", Some("mpim"), None).external_conversation_id(), "G1");
-        assert_eq!(message("C1", Some("channel"), Some("1.2")).external_conversation_id(), "1.2");
+        assert_eq!(
+            message("D123", None, Some("1.2")).external_conversation_id(),
+            "D123"
+        );
+        assert_eq!(
+            message("G1", Some("mpim"), None).external_conversation_id(),
+            "G1"
+        );
+        assert_eq!(
+            message("C1", Some("channel"), Some("1.2")).external_conversation_id(),
+            "1.2"
+        );
         assert_eq!(
             message("C1", Some("channel"), None).external_conversation_id(),
             "1700000000.000100"
@@ -214,8 +223,15 @@ mod tests {
             "T1".into(),
             SlackEventKind::Message(message("C1", Some("channel"), None)),
         );
-        event.slack_retry = Some(SlackRetry { num: 1, reason: Some("http_timeout".into()) });
-        event.resume = Some(Resume { attempt: 2, reply_text: Some("hi".into()), ..Resume::default() });
+        event.slack_retry = Some(SlackRetry {
+            num: 1,
+            reason: Some("http_timeout".into()),
+        });
+        event.resume = Some(Resume {
+            attempt: 2,
+            reply_text: Some("hi".into()),
+            ..Resume::default()
+        });
         let body = serde_json::to_vec(&event).expect("serialise");
         let back: SlackEvent = crate::decode(&body).expect("decode");
         assert_eq!(back, event);
@@ -227,7 +243,10 @@ mod tests {
 
     #[test]
     fn uninstall_events_round_trip() {
-        for kind in [SlackEventKind::AppUninstalled, SlackEventKind::TokensRevoked] {
+        for kind in [
+            SlackEventKind::AppUninstalled,
+            SlackEventKind::TokensRevoked,
+        ] {
             let event = SlackEvent::new(Utc::now(), "Ev2".into(), "T1".into(), kind);
             let body = serde_json::to_vec(&event).expect("serialise");
             assert_eq!(crate::decode::<SlackEvent>(&body).expect("decode"), event);

@@ -42,11 +42,17 @@ pub fn verify(
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(SignatureError::Missing);
     };
-    let sent: i64 = timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
+    let sent: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
     if (now - sent).abs() > MAX_CLOCK_SKEW_SECS {
         return Err(SignatureError::Stale);
     }
-    let Some(given) = signature.strip_prefix("v0=").and_then(|hex| hex::decode(hex).ok()) else {
+    let Some(given) = signature
+        .strip_prefix("v0=")
+        .and_then(|hex| hex::decode(hex).ok())
+    else {
         return Err(SignatureError::Mismatch);
     };
     let expected = mac(secret, timestamp, body);
@@ -58,7 +64,8 @@ pub fn verify(
 }
 
 fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any size");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any size");
     mac.update(b"v0:");
     mac.update(timestamp.as_bytes());
     mac.update(b":");
@@ -86,12 +93,33 @@ mod tests {
     fn verify_accepts_a_fresh_signature_and_rejects_each_failure() {
         let body = b"{}";
         let good = sign(SECRET, "1000", body);
-        assert_eq!(verify(SECRET, Some("1000"), Some(&good), body, 1010), Ok(()));
-        assert_eq!(verify(SECRET, None, Some(&good), body, 1000), Err(SignatureError::Missing));
-        assert_eq!(verify(SECRET, Some("x"), Some(&good), body, 1000), Err(SignatureError::BadTimestamp));
-        assert_eq!(verify(SECRET, Some("1000"), Some(&good), body, 1000 + 301), Err(SignatureError::Stale));
-        assert_eq!(verify(SECRET, Some("1000"), Some(&good), b"{ }", 1000), Err(SignatureError::Mismatch));
-        assert_eq!(verify(SECRET, Some("1000"), Some("v0=zz"), body, 1000), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"other", Some("1000"), Some(&good), body, 1000), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(SECRET, Some("1000"), Some(&good), body, 1010),
+            Ok(())
+        );
+        assert_eq!(
+            verify(SECRET, None, Some(&good), body, 1000),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify(SECRET, Some("x"), Some(&good), body, 1000),
+            Err(SignatureError::BadTimestamp)
+        );
+        assert_eq!(
+            verify(SECRET, Some("1000"), Some(&good), body, 1000 + 301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify(SECRET, Some("1000"), Some(&good), b"{ }", 1000),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(SECRET, Some("1000"), Some("v0=zz"), body, 1000),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"other", Some("1000"), Some(&good), body, 1000),
+            Err(SignatureError::Mismatch)
+        );
     }
 }

@@ -18,7 +18,10 @@ impl TraceParent {
         let mut parent_id = [0u8; 8];
         rng.fill_bytes(&mut trace_id);
         rng.fill_bytes(&mut parent_id);
-        Self { trace_id, parent_id }
+        Self {
+            trace_id,
+            parent_id,
+        }
     }
 
     /// The same trace with a new parent span, for a message derived from this one (a
@@ -26,13 +29,17 @@ impl TraceParent {
     pub fn child(&self) -> Self {
         let mut parent_id = [0u8; 8];
         rand::rng().fill_bytes(&mut parent_id);
-        Self { trace_id: self.trace_id, parent_id }
+        Self {
+            trace_id: self.trace_id,
+            parent_id,
+        }
     }
 
     /// Parses a version-00 header; `None` for anything malformed (a new root is then used).
     pub fn parse(header: &str) -> Option<Self> {
         let mut parts = header.trim().split('-');
-        let (version, trace, parent, _flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace, parent, _flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if version != "00" || parts.next().is_some() {
             return None;
         }
@@ -41,7 +48,10 @@ impl TraceParent {
         if trace_id == [0; 16] || parent_id == [0; 8] {
             return None;
         }
-        Some(Self { trace_id, parent_id })
+        Some(Self {
+            trace_id,
+            parent_id,
+        })
     }
 
     pub fn trace_id(&self) -> String {
@@ -51,7 +61,12 @@ impl TraceParent {
 
 impl std::fmt::Display for TraceParent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "00-{}-{}-01", hex::encode(self.trace_id), hex::encode(self.parent_id))
+        write!(
+            f,
+            "00-{}-{}-01",
+            hex::encode(self.trace_id),
+            hex::encode(self.parent_id)
+        )
     }
 }
 
@@ -68,6 +83,8 @@ mod tests {
         assert_eq!(child.trace_id(), root.trace_id());
         assert_ne!(child, root);
         assert!(TraceParent::parse("01-abc-def-01").is_none());
-        assert!(TraceParent::parse("00-00000000000000000000000000000000-0000000000000000-01").is_none());
+        assert!(
+            TraceParent::parse("00-00000000000000000000000000000000-0000000000000000-01").is_none()
+        );
     }
 }
