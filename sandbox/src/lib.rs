@@ -9,5 +9,7 @@
 pub mod backend;
 pub mod isolation;
 pub mod kubernetes;
+mod recording;
+mod server;
 pub mod slack;
 pub mod spritz_api;

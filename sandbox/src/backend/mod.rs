@@ -16,10 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
+
+use crate::recording;
+use crate::server::{self, FakeServer};
 
 pub use control::ControlClient;
 use state::BackendState;
@@ -84,7 +86,7 @@ pub enum ExchangeMode {
 #[derive(Clone)]
 pub struct FakeBackend {
     state: Arc<watch::Sender<BackendState>>,
-    server: Arc<ServerGuard>,
+    server: Arc<FakeServer>,
 }
 
 impl FakeBackend {
@@ -94,7 +96,7 @@ impl FakeBackend {
     /// # Errors
     /// When the listener cannot be bound.
     pub async fn start(internal_token: &str) -> anyhow::Result<FakeBackend> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), internal_token).await
+        Self::start_on(server::any_local_port(), internal_token).await
     }
 
     /// Starts the fake on a fixed address (the dev stack binary).
@@ -106,7 +108,7 @@ impl FakeBackend {
         let app = axum::Router::new()
             .nest(BASE_PATH, internal_api::router(state.clone()))
             .merge(control::router(state.clone()));
-        let server = ServerGuard::spawn(addr, app).await?;
+        let server = FakeServer::spawn("fake backend", addr, app).await?;
         Ok(FakeBackend {
             state,
             server: Arc::new(server),
@@ -120,7 +122,7 @@ impl FakeBackend {
 
     /// `http://127.0.0.1:PORT`, where the `/_sandbox` control API lives.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.server.addr)
+        self.server.origin()
     }
 
     /// The lifecycle webhook receiver, what `SPRITZ_LIFECYCLE_NOTIFY_URL` gets.
@@ -272,19 +274,14 @@ impl FakeBackend {
     async fn wait<T>(
         &self,
         timeout: Duration,
-        ready: impl Fn(&BackendState) -> bool,
-        read: impl Fn(&BackendState) -> T,
+        ready: impl FnMut(&BackendState) -> bool,
+        read: impl FnOnce(&BackendState) -> T,
     ) -> anyhow::Result<T> {
-        let mut rx = self.state.subscribe();
-        let waited = tokio::time::timeout(timeout, async move {
-            rx.wait_for(|s| ready(s)).await.map(|s| read(&s))
-        })
-        .await;
-        match waited {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) => anyhow::bail!("fake backend stopped"),
-            Err(_) => anyhow::bail!("timed out after {timeout:?}"),
-        }
+        recording::wait_for(&self.state, timeout, ready, read)
+            .await
+            .map_err(|error| {
+                error.describe("fake backend", || format!("timed out after {timeout:?}"))
+            })
     }
 }
 
@@ -300,39 +297,5 @@ mod duration_secs {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_secs)
-    }
-}
-
-/// The fake's HTTP server task; aborted when the last handle goes away.
-struct ServerGuard {
-    addr: SocketAddr,
-    task: tokio::task::AbortHandle,
-}
-
-impl ServerGuard {
-    async fn spawn(addr: SocketAddr, app: axum::Router) -> anyhow::Result<ServerGuard> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding fake backend on {addr}"))?;
-        let addr = listener.local_addr()?;
-        // Small JSON frames go out at once instead of waiting on delayed ACKs.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::warn!(%error, "fake backend server stopped");
-            }
-        });
-        Ok(ServerGuard {
-            addr,
-            task: task.abort_handle(),
-        })
-    }
-}
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -102,7 +102,7 @@ impl FakeKubernetes {
     /// # Errors
     /// When no port can be bound.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+        Self::start_on(crate::server::any_local_port()).await
     }
 
     /// Starts on `addr` (the dev stack uses a fixed one).

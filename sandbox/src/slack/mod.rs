@@ -16,10 +16,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use crate::recording;
+use crate::server::{self, FakeServer};
 
 pub use control::ControlClient;
 use state::{PostFault, SlackState};
@@ -73,7 +74,7 @@ pub struct AuthorizeRequest {
 #[derive(Clone)]
 pub struct FakeSlack {
     state: Arc<watch::Sender<SlackState>>,
-    server: Arc<ServerGuard>,
+    server: Arc<FakeServer>,
 }
 
 impl FakeSlack {
@@ -82,7 +83,7 @@ impl FakeSlack {
     /// # Errors
     /// When the listener cannot be bound.
     pub async fn start() -> anyhow::Result<FakeSlack> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+        Self::start_on(server::any_local_port()).await
     }
 
     /// Starts the fake on a fixed address (the dev stack binary).
@@ -92,7 +93,7 @@ impl FakeSlack {
     pub async fn start_on(addr: SocketAddr) -> anyhow::Result<FakeSlack> {
         let state = Arc::new(watch::Sender::new(SlackState::new()));
         let app = web_api::router(state.clone()).merge(control::router(state.clone()));
-        let server = ServerGuard::spawn(addr, app).await?;
+        let server = FakeServer::spawn("fake slack", addr, app).await?;
         Ok(FakeSlack {
             state,
             server: Arc::new(server),
@@ -107,12 +108,12 @@ impl FakeSlack {
 
     /// `http://127.0.0.1:PORT`, where the `/_sandbox` control API lives.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.server.addr)
+        self.server.origin()
     }
 
     /// The address the fake listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr
+        self.server.addr()
     }
 
     /// Every message accepted so far, in arrival order.
@@ -134,21 +135,16 @@ impl FakeSlack {
         n: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<SlackPost>> {
-        let mut rx = self.state.subscribe();
-        let waited = tokio::time::timeout(timeout, async move {
-            rx.wait_for(|s| s.posts.len() >= n)
-                .await
-                .map(|s| s.posts.clone())
-        })
-        .await;
-        match waited {
-            Ok(Ok(posts)) => Ok(posts),
-            Ok(Err(_)) => anyhow::bail!("fake slack stopped"),
-            Err(_) => anyhow::bail!(
-                "expected {n} slack posts within {timeout:?}, got {}",
-                self.state.borrow().posts.len()
-            ),
-        }
+        recording::wait_for_records(&self.state, n, timeout, |s| &s.posts)
+            .await
+            .map_err(|error| {
+                error.describe("fake slack", || {
+                    format!(
+                        "expected {n} slack posts within {timeout:?}, got {}",
+                        self.state.borrow().posts.len()
+                    )
+                })
+            })
     }
 
     /// The next `n` posts answer 200 `{"ok":false,"error":error}`.
@@ -214,39 +210,5 @@ impl FakeSlack {
     /// Forgets recorded posts, exchanges and pending faults (the dev stack between runs).
     pub fn reset(&self) {
         self.state.send_modify(SlackState::reset);
-    }
-}
-
-/// The fake's HTTP server task; aborted when the last handle goes away.
-struct ServerGuard {
-    addr: SocketAddr,
-    task: tokio::task::AbortHandle,
-}
-
-impl ServerGuard {
-    async fn spawn(addr: SocketAddr, app: axum::Router) -> anyhow::Result<ServerGuard> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding fake slack on {addr}"))?;
-        let addr = listener.local_addr()?;
-        // Small JSON frames go out at once instead of waiting on delayed ACKs.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::warn!(%error, "fake slack server stopped");
-            }
-        });
-        Ok(ServerGuard {
-            addr,
-            task: task.abort_handle(),
-        })
-    }
-}
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -18,11 +18,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
+
+use crate::recording;
+use crate::server::{self, FakeServer};
 
 pub use control::{AgentSpec, ControlClient, InstanceRef};
 use state::SpritzState;
@@ -76,7 +77,7 @@ pub enum SpritzCall {
 #[derive(Clone)]
 pub struct FakeSpritz {
     state: Arc<watch::Sender<SpritzState>>,
-    server: Arc<ServerGuard>,
+    server: Arc<FakeServer>,
 }
 
 impl FakeSpritz {
@@ -86,7 +87,7 @@ impl FakeSpritz {
     /// # Errors
     /// When the listener cannot be bound.
     pub async fn start(service_token: &str) -> anyhow::Result<FakeSpritz> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), service_token).await
+        Self::start_on(server::any_local_port(), service_token).await
     }
 
     /// Starts the fake on a fixed address (the dev stack binary).
@@ -98,7 +99,7 @@ impl FakeSpritz {
         let app = axum::Router::new()
             .nest(BASE_PATH, rest::router(state.clone()))
             .merge(control::router(state.clone()));
-        let server = ServerGuard::spawn(addr, app).await?;
+        let server = FakeServer::spawn("fake spritz", addr, app).await?;
         Ok(FakeSpritz {
             state,
             server: Arc::new(server),
@@ -112,7 +113,7 @@ impl FakeSpritz {
 
     /// `http://127.0.0.1:PORT`, where the `/_sandbox` control API lives.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.server.addr)
+        self.server.origin()
     }
 
     /// Sets how the agent answers prompts from now on (default `Echo`).
@@ -165,21 +166,16 @@ impl FakeSpritz {
         n: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<PromptRecord>> {
-        let mut rx = self.state.subscribe();
-        let waited = tokio::time::timeout(timeout, async move {
-            rx.wait_for(|s| s.prompts.len() >= n)
-                .await
-                .map(|s| s.prompts.clone())
-        })
-        .await;
-        match waited {
-            Ok(Ok(prompts)) => Ok(prompts),
-            Ok(Err(_)) => anyhow::bail!("fake spritz stopped"),
-            Err(_) => anyhow::bail!(
-                "expected {n} prompts within {timeout:?}, got {}",
-                self.state.borrow().prompts.len()
-            ),
-        }
+        recording::wait_for_records(&self.state, n, timeout, |s| &s.prompts)
+            .await
+            .map_err(|error| {
+                error.describe("fake spritz", || {
+                    format!(
+                        "expected {n} prompts within {timeout:?}, got {}",
+                        self.state.borrow().prompts.len()
+                    )
+                })
+            })
     }
 
     /// Conversation upsert bodies received (the reply-alias upserts included).
@@ -223,19 +219,16 @@ impl FakeSpritz {
     /// # Errors
     /// When prompts are still running after `timeout`.
     pub async fn wait_until_idle(&self, timeout: Duration) -> anyhow::Result<()> {
-        let mut rx = self.state.subscribe();
-        let waited = tokio::time::timeout(timeout, async move {
-            rx.wait_for(|s| s.in_progress.is_empty()).await.is_ok()
-        })
-        .await;
-        match waited {
-            Ok(true) => Ok(()),
-            Ok(false) => anyhow::bail!("fake spritz stopped"),
-            Err(_) => anyhow::bail!(
-                "{} prompts still in progress after {timeout:?}",
-                self.prompts_in_progress()
-            ),
-        }
+        recording::wait_for(&self.state, timeout, |s| s.in_progress.is_empty(), |_| ())
+            .await
+            .map_err(|error| {
+                error.describe("fake spritz", || {
+                    format!(
+                        "{} prompts still in progress after {timeout:?}",
+                        self.prompts_in_progress()
+                    )
+                })
+            })
     }
 
     /// From now on each prompt is recorded, gets one `agent_message_chunk` (so it
@@ -248,39 +241,5 @@ impl FakeSpritz {
     /// Lets held prompts (and later ones) finish.
     pub fn release_prompts(&self) {
         self.state.send_modify(|s| s.held = false);
-    }
-}
-
-/// The fake's HTTP server task; aborted when the last handle goes away.
-struct ServerGuard {
-    addr: SocketAddr,
-    task: tokio::task::AbortHandle,
-}
-
-impl ServerGuard {
-    async fn spawn(addr: SocketAddr, app: axum::Router) -> anyhow::Result<ServerGuard> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding fake spritz on {addr}"))?;
-        let addr = listener.local_addr()?;
-        // Small JSON frames go out at once instead of waiting on delayed ACKs.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::warn!(%error, "fake spritz server stopped");
-            }
-        });
-        Ok(ServerGuard {
-            addr,
-            task: task.abort_handle(),
-        })
-    }
-}
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
