@@ -35,6 +35,11 @@ struct Harness {
 
 impl Harness {
     async fn start(max_attempts: u32) -> Harness {
+        Self::start_with(max_attempts, None).await
+    }
+
+    /// With `webhook` instead of the fake backend's receiver.
+    async fn start_with(max_attempts: u32, webhook: Option<Url>) -> Harness {
         let vhost = BrokerAdmin::from_env().create_vhost().await.expect("vhost");
         let mut broker_settings = BrokerSettings::new(vhost.amqp_url(), "backend-sync-test");
         broker_settings.topology.backend_sync_retry_tiers =
@@ -45,7 +50,7 @@ impl Harness {
         let backend = FakeBackend::start("internal").await.expect("fake backend");
         backend.set_lifecycle_token(HOOK_TOKEN);
         let settings = BackendSyncSettings {
-            url: Url::parse(&backend.lifecycle_url()).expect("url"),
+            url: webhook.unwrap_or_else(|| Url::parse(&backend.lifecycle_url()).expect("url")),
             token: Some(SecretString::from(HOOK_TOKEN)),
             timeout: Duration::from_secs(2),
             max_attempts,
@@ -261,4 +266,136 @@ async fn the_consumer_comes_back_after_the_broker_connection_is_cut() {
         .expect("second webhook");
     assert_eq!(hooks[1]["instanceId"], "second");
     harness.stop().await;
+}
+
+/// A webhook that reports each request and answers 200 only when released.
+async fn held_webhook() -> (
+    Url,
+    tokio::sync::mpsc::Receiver<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = Url::parse(&format!(
+        "http://{}/hook",
+        listener.local_addr().expect("addr")
+    ))
+    .expect("url");
+    let (arrived_tx, arrived) = tokio::sync::mpsc::channel(16);
+    let (release, released) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let arrived_tx = arrived_tx.clone();
+            let mut released = released.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0_u8; 16 * 1024];
+                if socket.read(&mut buffer).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let _ = arrived_tx.send(()).await;
+                let _ = released.wait_for(|r| *r).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, arrived, release)
+}
+
+#[tokio::test]
+async fn shutdown_stops_consuming_and_finishes_the_event_in_flight() {
+    let (url, mut arrived, release) = held_webhook().await;
+    let mut harness = Harness::start_with(8, Some(url)).await;
+    harness.publish("in-flight", Phase::Ready).await;
+    tokio::time::timeout(WAIT, arrived.recv())
+        .await
+        .expect("webhook called")
+        .expect("request");
+
+    harness.shutdown.cancel();
+    harness.publish("after-shutdown", Phase::Ready).await;
+    let _ = release.send(true);
+    tokio::time::timeout(WAIT, &mut harness.task)
+        .await
+        .expect("run returns")
+        .expect("run");
+    assert_eq!(harness.metrics.count(SyncOutcome::Forwarded), 1);
+    assert!(arrived.try_recv().is_err(), "no event taken after shutdown");
+    let depth = eventually(WAIT, || async {
+        harness
+            .vhost
+            .queue_depth(BACKEND_SYNC_QUEUE)
+            .await
+            .ok()
+            .filter(|depth| *depth == 1)
+    })
+    .await;
+    assert!(
+        depth.is_ok(),
+        "the event published after shutdown waits in the queue"
+    );
+    harness.broker.close().await;
+    let _ = harness.vhost.delete().await;
+}
+
+#[tokio::test]
+async fn without_a_webhook_events_are_acked_and_counted_as_skipped() {
+    let vhost = BrokerAdmin::from_env().create_vhost().await.expect("vhost");
+    let (broker, _supervisor) = Broker::start(
+        BrokerSettings::new(vhost.amqp_url(), "backend-sync-test"),
+        BrokerMetrics::unregistered(),
+    );
+    broker.wait_ready(WAIT).await.expect("broker ready");
+    let metrics = BackendSyncMetrics::unregistered();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run_without_webhook(
+        broker.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let event = LifecycleEvent::new(
+        "team-a".to_owned(),
+        "concierge".to_owned(),
+        "uid-1".to_owned(),
+        Phase::Ready,
+        None,
+        "1".to_owned(),
+        Utc::now(),
+    );
+    let body = serde_json::to_vec(&event).expect("json");
+    let envelope = Envelope::new(
+        event.message_id(),
+        MessageType::Lifecycle,
+        TraceParent::new_root(),
+    );
+    broker
+        .publish(LIFECYCLE_EXCHANGE, &event.routing_key(), &body, &envelope)
+        .await
+        .expect("published");
+    eventually(WAIT, || async {
+        (metrics.count(SyncOutcome::Skipped) == 1).then_some(())
+    })
+    .await
+    .expect("skipped");
+    let drained = eventually(WAIT, || async {
+        vhost
+            .queue_depth(BACKEND_SYNC_QUEUE)
+            .await
+            .ok()
+            .filter(|depth| *depth == 0)
+    })
+    .await;
+    assert!(drained.is_ok());
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("run returns")
+        .expect("run");
+    broker.close().await;
+    let _ = vhost.delete().await;
 }
