@@ -7,6 +7,7 @@
 //! the same operations exposed as a small HTTP control API.
 
 pub mod backend;
+mod control;
 pub mod isolation;
 pub mod kubernetes;
 mod recording;

@@ -1157,3 +1157,26 @@ async fn injected_spritz_failures_come_before_everything_else_and_run_out() {
     let mut acp = Acp::open(&spritz, &conversation).await;
     assert!(acp.prompt(&conversation, "hi").await.is_some());
 }
+
+#[tokio::test]
+async fn the_prompts_wait_route_answers_408_with_what_there_is_then_the_prompts() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let wait = |query: &'static [(&'static str, &'static str)]| {
+        http()
+            .get(format!("{}/_sandbox/prompts/wait", spritz.origin()))
+            .query(query)
+            .send()
+    };
+    let timed_out = wait(&[("timeout_ms", "50")]).await.expect("wait");
+    assert_eq!(timed_out.status(), 408);
+    assert_eq!(timed_out.json::<Value>().await.expect("json"), json!([]));
+
+    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    let waiter = tokio::spawn(wait(&[("count", "1"), ("timeout_ms", "5000")]));
+    let mut acp = Acp::open(&spritz, &conversation).await;
+    acp.prompt(&conversation, "hi").await.expect("answered");
+    let answered = waiter.await.expect("task").expect("wait");
+    assert_eq!(answered.status(), 200);
+    let prompts: Value = answered.json().await.expect("json");
+    assert_eq!(prompts[0]["conversation_id"], json!(conversation.id));
+}

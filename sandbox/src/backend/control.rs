@@ -12,15 +12,17 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use crate::control::ControlHttp;
 
 use super::state::BackendState;
 use super::{ExchangeMode, TeamInstall};
@@ -134,20 +136,14 @@ async fn lifecycle_faults(
 /// Client for a fake backend running in another process (the dev stack).
 #[derive(Clone, Debug)]
 pub struct ControlClient {
-    http: reqwest::Client,
-    origin: String,
+    http: ControlHttp,
 }
 
 impl ControlClient {
     /// `url` is the fake's origin or base URL (`http://host:port[/backend]`).
     pub fn new(url: &str) -> ControlClient {
-        let origin = url
-            .trim_end_matches('/')
-            .trim_end_matches(super::BASE_PATH)
-            .to_owned();
         ControlClient {
-            http: reqwest::Client::new(),
-            origin,
+            http: ControlHttp::new(url, super::BASE_PATH),
         }
     }
 
@@ -156,16 +152,9 @@ impl ControlClient {
     /// # Errors
     /// When the fake cannot be reached or refuses.
     pub async fn install_team(&self, team: &TeamInstall) -> anyhow::Result<()> {
-        let url = format!("{}/_sandbox/teams", self.origin);
-        let response = self
-            .http
-            .put(&url)
-            .json(team)
-            .send()
+        self.http
+            .send_json(Method::PUT, "/_sandbox/teams", team)
             .await
-            .with_context(|| url.clone())?;
-        response.error_for_status()?;
-        Ok(())
     }
 
     /// The team's install, if the fake knows one.
@@ -173,13 +162,8 @@ impl ControlClient {
     /// # Errors
     /// When the fake cannot be reached or answers an error.
     pub async fn team(&self, team_id: &str) -> anyhow::Result<Option<TeamInstall>> {
-        let url = format!("{}/_sandbox/teams/{team_id}", self.origin);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| url.clone())?;
+        let path = format!("/_sandbox/teams/{team_id}");
+        let response = self.http.send(Method::GET, &path, |r| r).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -196,15 +180,7 @@ impl ControlClient {
         team_id: &str,
         mode: &ExchangeMode,
     ) -> anyhow::Result<()> {
-        let url = format!("{}/_sandbox/teams/{team_id}/mode", self.origin);
-        let response = self
-            .http
-            .put(&url)
-            .json(mode)
-            .send()
-            .await
-            .with_context(|| url.clone())?;
-        response.error_for_status()?;
-        Ok(())
+        let path = format!("/_sandbox/teams/{team_id}/mode");
+        self.http.send_json(Method::PUT, &path, mode).await
     }
 }

@@ -114,12 +114,8 @@ async fn annotations(State(fake): Fake, Path((namespace, name)): ObjectPath) -> 
 struct WaitQuery {
     key: String,
     value: String,
-    #[serde(default = "default_wait_ms")]
+    #[serde(default = "crate::control::default_wait_ms")]
     timeout_ms: u64,
-}
-
-fn default_wait_ms() -> u64 {
-    10_000
 }
 
 async fn wait_for_annotation(

@@ -12,14 +12,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use reqwest::Method;
 use serde::Deserialize;
 use tokio::sync::watch;
+
+use crate::control::{self, ControlHttp, WaitQuery};
 
 use super::state::{PostFault, SlackState};
 use super::{OAuthGrant, SlackPost};
@@ -42,37 +44,8 @@ async fn posts(State(state): State<Shared>) -> Json<Vec<SlackPost>> {
     Json(state.borrow().posts.clone())
 }
 
-#[derive(Deserialize)]
-struct WaitQuery {
-    /// Defaults to one more than recorded now: "the next one".
-    count: Option<usize>,
-    #[serde(default = "default_wait_ms")]
-    timeout_ms: u64,
-}
-
-fn default_wait_ms() -> u64 {
-    10_000
-}
-
 async fn wait_for_posts(State(state): State<Shared>, Query(query): Query<WaitQuery>) -> Response {
-    let count = query
-        .count
-        .unwrap_or_else(|| state.borrow().posts.len() + 1);
-    let mut rx = state.subscribe();
-    let waited = tokio::time::timeout(Duration::from_millis(query.timeout_ms), async move {
-        rx.wait_for(|s| s.posts.len() >= count)
-            .await
-            .map(|s| s.posts.clone())
-    })
-    .await;
-    match waited {
-        Ok(Ok(posts)) => Json(posts).into_response(),
-        _ => (
-            StatusCode::REQUEST_TIMEOUT,
-            Json(state.borrow().posts.clone()),
-        )
-            .into_response(),
-    }
+    control::wait_for_records(&state, query, |s| &s.posts).await
 }
 
 #[derive(Deserialize)]
@@ -132,20 +105,14 @@ async fn reset(State(state): State<Shared>) -> StatusCode {
 /// Client for a fake Slack running in another process (the dev stack).
 #[derive(Clone, Debug)]
 pub struct ControlClient {
-    http: reqwest::Client,
-    origin: String,
+    http: ControlHttp,
 }
 
 impl ControlClient {
     /// `origin` is the fake's `http://host:port` (a trailing `/api` is tolerated).
     pub fn new(origin: &str) -> ControlClient {
-        let origin = origin
-            .trim_end_matches('/')
-            .trim_end_matches("/api")
-            .to_owned();
         ControlClient {
-            http: reqwest::Client::new(),
-            origin,
+            http: ControlHttp::new(origin, "/api"),
         }
     }
 
@@ -154,14 +121,7 @@ impl ControlClient {
     /// # Errors
     /// When the fake cannot be reached or answers an error.
     pub async fn posts(&self) -> anyhow::Result<Vec<SlackPost>> {
-        let url = format!("{}/_sandbox/posts", self.origin);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| url.clone())?;
-        Ok(response.error_for_status()?.json().await?)
+        self.http.get_json("/_sandbox/posts").await
     }
 
     /// Waits until the fake accepted at least `count` messages; returns all of them.
@@ -173,18 +133,17 @@ impl ControlClient {
         count: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<SlackPost>> {
-        let url = format!("{}/_sandbox/posts/wait", self.origin);
         let response = self
             .http
-            .get(&url)
-            .query(&[
-                ("count", count.to_string()),
-                ("timeout_ms", timeout.as_millis().to_string()),
-            ])
-            .timeout(timeout + Duration::from_secs(5))
-            .send()
-            .await
-            .with_context(|| url.clone())?;
+            .send(Method::GET, "/_sandbox/posts/wait", |request| {
+                request
+                    .query(&[
+                        ("count", count.to_string()),
+                        ("timeout_ms", timeout.as_millis().to_string()),
+                    ])
+                    .timeout(timeout + Duration::from_secs(5))
+            })
+            .await?;
         if response.status() == StatusCode::REQUEST_TIMEOUT {
             anyhow::bail!("no slack post #{count} within {timeout:?}");
         }

@@ -15,15 +15,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use crate::control::{self, ControlHttp, WaitQuery};
 
 use super::state::SpritzState;
 use super::{AgentBehaviour, PromptRecord, SpritzCall};
@@ -101,37 +103,8 @@ async fn prompts(State(state): State<Shared>) -> Json<Vec<PromptRecord>> {
     Json(state.borrow().prompts.clone())
 }
 
-#[derive(Deserialize)]
-struct WaitQuery {
-    /// Defaults to one more than recorded now: "the next one".
-    count: Option<usize>,
-    #[serde(default = "default_wait_ms")]
-    timeout_ms: u64,
-}
-
-fn default_wait_ms() -> u64 {
-    10_000
-}
-
 async fn wait_for_prompts(State(state): State<Shared>, Query(query): Query<WaitQuery>) -> Response {
-    let count = query
-        .count
-        .unwrap_or_else(|| state.borrow().prompts.len() + 1);
-    let mut rx = state.subscribe();
-    let waited = tokio::time::timeout(Duration::from_millis(query.timeout_ms), async move {
-        rx.wait_for(|s| s.prompts.len() >= count)
-            .await
-            .map(|s| s.prompts.clone())
-    })
-    .await;
-    match waited {
-        Ok(Ok(prompts)) => Json(prompts).into_response(),
-        _ => (
-            StatusCode::REQUEST_TIMEOUT,
-            Json(state.borrow().prompts.clone()),
-        )
-            .into_response(),
-    }
+    control::wait_for_records(&state, query, |s| &s.prompts).await
 }
 
 async fn upserts(State(state): State<Shared>) -> Json<Vec<Value>> {
@@ -182,20 +155,14 @@ async fn release(State(state): State<Shared>) -> StatusCode {
 /// Client for a fake Spritz API running in another process (the dev stack).
 #[derive(Clone, Debug)]
 pub struct ControlClient {
-    http: reqwest::Client,
-    origin: String,
+    http: ControlHttp,
 }
 
 impl ControlClient {
     /// `url` is the fake's origin or base URL (`http://host:port[/spritz]`).
     pub fn new(url: &str) -> ControlClient {
-        let origin = url
-            .trim_end_matches('/')
-            .trim_end_matches(super::BASE_PATH)
-            .to_owned();
         ControlClient {
-            http: reqwest::Client::new(),
-            origin,
+            http: ControlHttp::new(url, super::BASE_PATH),
         }
     }
 
@@ -205,16 +172,8 @@ impl ControlClient {
     /// When the fake cannot be reached or refuses.
     pub async fn set_instance(&self, instance: &InstanceRef, restore: bool) -> anyhow::Result<()> {
         let action = if restore { "restore" } else { "vanish" };
-        let url = format!("{}/_sandbox/instances/{action}", self.origin);
-        let response = self
-            .http
-            .post(&url)
-            .json(instance)
-            .send()
-            .await
-            .with_context(|| url.clone())?;
-        response.error_for_status()?;
-        Ok(())
+        let path = format!("/_sandbox/instances/{action}");
+        self.http.send_json(Method::POST, &path, instance).await
     }
 
     /// Sets the agent's behaviour.
@@ -222,15 +181,8 @@ impl ControlClient {
     /// # Errors
     /// When the fake cannot be reached or refuses.
     pub async fn set_agent(&self, spec: &AgentSpec) -> anyhow::Result<()> {
-        let url = format!("{}/_sandbox/agent", self.origin);
-        let response = self
-            .http
-            .put(&url)
-            .json(spec)
-            .send()
+        self.http
+            .send_json(Method::PUT, "/_sandbox/agent", spec)
             .await
-            .with_context(|| url.clone())?;
-        response.error_for_status()?;
-        Ok(())
     }
 }
