@@ -14,3 +14,4 @@ mod recording;
 mod server;
 pub mod slack;
 pub mod spritz_api;
+mod spritz_http;

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use crate::spritz_http::{bearer, error, injected_failure};
 
 use super::state::{BackendState, ExchangeAnswer, WriteAnswer};
 
@@ -96,33 +98,30 @@ async fn upsert_installation(
     State(state): State<Shared>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
-    let Ok(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "invalid json");
-    };
-    let mut answer = None;
-    state.send_modify(|s| answer = Some(s.upsert_installation(body)));
-    write_response(answer)
+    write(&state, body, BackendState::upsert_installation)
 }
 
 async fn disconnect(
     State(state): State<Shared>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
+    write(&state, body, BackendState::disconnect)
+}
+
+/// An installation write (upsert or disconnect): the state decides, this answers.
+fn write(
+    state: &Shared,
+    body: Result<Json<Value>, JsonRejection>,
+    apply: fn(&mut BackendState, Value) -> WriteAnswer,
+) -> Response {
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "invalid json");
     };
     let mut answer = None;
-    state.send_modify(|s| answer = Some(s.disconnect(body)));
-    write_response(answer)
-}
-
-fn write_response(answer: Option<WriteAnswer>) -> Response {
+    state.send_modify(|s| answer = Some(apply(s, body)));
     match answer {
         Some(WriteAnswer::Ok(body)) => Json(body).into_response(),
-        Some(WriteAnswer::Fault(status)) => error(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            "injected failure",
-        ),
+        Some(WriteAnswer::Fault(status)) => injected_failure(status),
         Some(WriteAnswer::BadRequest(reason)) => error(StatusCode::BAD_REQUEST, reason),
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -157,14 +156,4 @@ async fn lifecycle(
     } else {
         error(status, "lifecycle webhook rejected")
     }
-}
-
-fn error(status: StatusCode, reason: &str) -> Response {
-    (status, Json(json!({"status": "error", "error": reason}))).into_response()
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
-    (!token.is_empty()).then(|| token.to_owned())
 }

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use crate::spritz_http::{bearer, error, injected_failure};
 
 use super::state::{CWD, SpritzState, Unusable, UpsertRequest};
 use super::{SpritzCall, acp};
@@ -155,19 +157,6 @@ fn unusable(reason: Unusable) -> Response {
     match reason {
         Unusable::Vanished => error(StatusCode::NOT_FOUND, "spritz not found"),
         Unusable::NotFound => error(StatusCode::NOT_FOUND, "conversation not found"),
-        Unusable::Injected(status) => error(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            "injected failure",
-        ),
+        Unusable::Injected(status) => injected_failure(status),
     }
-}
-
-fn error(status: StatusCode, reason: &str) -> Response {
-    (status, Json(json!({"status": "error", "error": reason}))).into_response()
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
-    (!token.is_empty()).then(|| token.to_owned())
 }
