@@ -7,6 +7,7 @@
 //! ignore must still get its 200, not a 400 that makes Slack retry it.
 
 use chrono::{DateTime, Utc};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use spritz_proto::slack_event::is_direct_message;
 use spritz_proto::{SlackEvent, SlackEventKind, SlackRetry, UserMessage, UserMessageKind};
@@ -242,18 +243,113 @@ fn non_empty(value: Option<String>) -> Option<String> {
 
 /// A string field; any other JSON value (object, number, null) reads as absent.
 fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    Ok(match serde_json::Value::deserialize(deserializer)? {
-        serde_json::Value::String(value) => Some(value),
-        _ => None,
-    })
+    deserializer.deserialize_any(TextVisitor)
 }
 
-/// `authorizations`, or nothing when Slack sent something else.
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(Some(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+        Ok(Some(value))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// `authorizations`, or nothing when Slack sent something other than a list.
 fn authorizations<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<Authorization>, D::Error> {
-    let value = serde_json::Value::deserialize(deserializer)?;
-    Ok(serde_json::from_value(value).unwrap_or_default())
+    struct AuthorizationsVisitor;
+
+    impl<'de> Visitor<'de> for AuthorizationsVisitor {
+        type Value = Vec<Authorization>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of authorizations")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<Option<Authorization>>()? {
+                out.extend(item);
+            }
+            Ok(out)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Vec::new())
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+    }
+
+    deserializer.deserialize_any(AuthorizationsVisitor)
 }
 
 #[cfg(test)]
@@ -376,6 +472,20 @@ mod tests {
             let event = published(classify_json(&callback(json!({"type": kind}))));
             assert!(event.user_message().is_none());
         }
+    }
+
+    #[test]
+    fn odd_shapes_of_unused_fields_do_not_make_a_payload_unreadable() {
+        let mut body = callback(mention());
+        body["authorizations"] = json!({"user_id": "UBOT"});
+        body["enterprise_id"] = Value::Null;
+        body["event"]["team"] = json!({"id": "T1"});
+        body["event"]["thread_ts"] = json!(12);
+        let event = published(classify_json(&body));
+        assert_eq!(event.enterprise_id, None);
+        assert_eq!(event.user_message().expect("message").thread_ts, None);
+        body["authorizations"] = json!([null, {"user_id": 7}]);
+        assert!(matches!(classify_json(&body), Classified::Publish(_)));
     }
 
     #[test]
