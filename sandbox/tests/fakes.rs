@@ -21,6 +21,42 @@ fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// `POST …/bootstrap` of conversation `id` in `namespace`, as the worker sends it.
+fn bootstrap(base_url: &str, id: &str, namespace: &str, token: &str) -> reqwest::RequestBuilder {
+    http()
+        .post(format!("{base_url}/api/acp/conversations/{id}/bootstrap"))
+        .query(&[("namespace", namespace)])
+        .bearer_auth(token)
+}
+
+/// `POST /api/chat.postMessage` on the fake Slack (no bearer: add one).
+fn post_message(slack: &FakeSlack, body: &Value) -> reqwest::RequestBuilder {
+    http()
+        .post(format!("{}/chat.postMessage", slack.base_url()))
+        .json(body)
+}
+
+/// `POST` to an internal backend route (`channel-sessions/exchange`, …) with `token`.
+fn internal(backend: &FakeBackend, route: &str, token: &str) -> reqwest::RequestBuilder {
+    http()
+        .post(format!("{}/internal/v1/spritz/{route}", backend.base_url()))
+        .bearer_auth(token)
+}
+
+/// What `oauth.v2.access` grants in these tests: team T1 installing app A1.
+fn grant(enterprise_id: Option<&str>, scope: &str) -> OAuthGrant {
+    OAuthGrant {
+        team_id: "T1".into(),
+        team_name: "Team One".into(),
+        enterprise_id: enterprise_id.map(str::to_owned),
+        app_id: "A1".into(),
+        bot_user_id: "U1BOT".into(),
+        bot_access_token: "xoxb-new".into(),
+        installing_user_id: "U1".into(),
+        scope: scope.into(),
+    }
+}
+
 /// A conversation upserted and bootstrapped the way the worker does it.
 #[derive(Clone)]
 struct Conversation {
@@ -67,13 +103,7 @@ async fn open_conversation(
         .as_str()
         .expect("conversation name")
         .to_owned();
-    let bootstrap: Value = http()
-        .post(format!(
-            "{}/api/acp/conversations/{id}/bootstrap",
-            spritz.base_url()
-        ))
-        .query(&[("namespace", &team.namespace)])
-        .bearer_auth(SERVICE_TOKEN)
+    let bootstrap: Value = bootstrap(&spritz.base_url(), &id, &team.namespace, SERVICE_TOKEN)
         .send()
         .await
         .expect("bootstrap")
@@ -96,6 +126,33 @@ async fn open_conversation(
     }
 }
 
+/// A fresh fake Spritz API with one conversation of team T1 open on it.
+async fn spritz_with_conversation() -> (FakeSpritz, Conversation) {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let team = TeamInstall::demo("T1");
+    let conversation = open_conversation(&spritz, &team, "1.1").await;
+    (spritz, conversation)
+}
+
+/// The `…/connect` websocket request for `conversation`, with the service token.
+fn connect_request(
+    spritz: &FakeSpritz,
+    conversation: &Conversation,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let url = format!(
+        "{}/api/acp/conversations/{}/connect?namespace={}",
+        spritz.base_url().replacen("http", "ws", 1),
+        conversation.id,
+        conversation.namespace
+    );
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {SERVICE_TOKEN}").parse().expect("header"),
+    );
+    request
+}
+
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -115,17 +172,7 @@ struct Answer {
 
 impl Acp {
     async fn connect(spritz: &FakeSpritz, conversation: &Conversation) -> Acp {
-        let url = format!(
-            "{}/api/acp/conversations/{}/connect?namespace={}",
-            spritz.base_url().replacen("http", "ws", 1),
-            conversation.id,
-            conversation.namespace
-        );
-        let mut request = url.into_client_request().expect("request");
-        request.headers_mut().insert(
-            "Authorization",
-            format!("Bearer {SERVICE_TOKEN}").parse().expect("header"),
-        );
+        let request = connect_request(spritz, conversation);
         let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
             .expect("connect");
@@ -142,15 +189,17 @@ impl Acp {
             .await
             .expect("initialize");
         assert_eq!(init.response["result"]["protocolVersion"], 1);
-        let load = acp
-            .call(
-                "session/load",
-                json!({"sessionId": conversation.session_id, "cwd": "/home/dev", "mcpServers": []}),
-            )
-            .await
-            .expect("load");
+        let load = acp.load(&conversation.session_id).await.expect("load");
         assert_eq!(load.response["result"], Value::Null);
         acp
+    }
+
+    async fn load(&mut self, session_id: &str) -> Option<Answer> {
+        self.call(
+            "session/load",
+            json!({"sessionId": session_id, "cwd": "/home/dev", "mcpServers": []}),
+        )
+        .await
     }
 
     async fn prompt(&mut self, conversation: &Conversation, text: &str) -> Option<Answer> {
@@ -159,6 +208,13 @@ impl Acp {
             json!({"sessionId": conversation.session_id, "prompt": [{"type": "text", "text": text}]}),
         )
         .await
+    }
+
+    /// Sends a `session/prompt` with request id `id` without waiting for anything.
+    async fn send_prompt(&mut self, conversation: &Conversation, id: &str, text: &str) {
+        self.send_raw(json!({"jsonrpc": "2.0", "id": id, "method": "session/prompt",
+            "params": {"sessionId": conversation.session_id, "prompt": [{"type": "text", "text": text}]}}))
+            .await;
     }
 
     async fn send_raw(&mut self, message: Value) {
@@ -321,9 +377,8 @@ async fn the_same_external_conversation_maps_to_one_conversation_and_aliases_joi
 
 #[tokio::test]
 async fn a_permission_request_is_answered_recorded_and_then_the_agent_echoes() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let (spritz, conversation) = spritz_with_conversation().await;
     spritz.set_agent(AgentBehaviour::AskPermission);
-    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
     let mut acp = Acp::open(&spritz, &conversation).await;
 
     let answer = acp
@@ -340,8 +395,7 @@ async fn a_permission_request_is_answered_recorded_and_then_the_agent_echoes() {
 
 #[tokio::test]
 async fn disconnecting_agents_close_before_or_after_the_first_chunk() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
-    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    let (spritz, conversation) = spritz_with_conversation().await;
 
     spritz.set_agent(AgentBehaviour::Disconnect);
     let mut acp = Acp::open(&spritz, &conversation).await;
@@ -361,8 +415,7 @@ async fn disconnecting_agents_close_before_or_after_the_first_chunk() {
 
 #[tokio::test]
 async fn held_prompts_deliver_one_chunk_and_finish_after_release() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
-    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    let (spritz, conversation) = spritz_with_conversation().await;
     spritz.hold_prompts();
 
     let mut tasks = Vec::new();
@@ -399,17 +452,15 @@ async fn a_vanished_runtime_answers_spritz_not_found_until_restored_with_a_fresh
     let before = open_conversation(&spritz, &team, "1.1").await;
     spritz.vanish_instance(&team.namespace, &team.instance_id);
 
-    let bootstrap = http()
-        .post(format!(
-            "{}/api/acp/conversations/{}/bootstrap",
-            spritz.base_url(),
-            before.id
-        ))
-        .query(&[("namespace", &team.namespace)])
-        .bearer_auth(SERVICE_TOKEN)
-        .send()
-        .await
-        .expect("bootstrap");
+    let bootstrap = bootstrap(
+        &spritz.base_url(),
+        &before.id,
+        &team.namespace,
+        SERVICE_TOKEN,
+    )
+    .send()
+    .await
+    .expect("bootstrap");
     assert_eq!(bootstrap.status(), 404);
     assert!(
         bootstrap
@@ -424,40 +475,21 @@ async fn a_vanished_runtime_answers_spritz_not_found_until_restored_with_a_fresh
     assert_eq!(after.id, before.id);
     assert_ne!(after.session_id, before.session_id);
     let mut stale = Acp::connect(&spritz, &before).await;
-    let load = stale
-        .call(
-            "session/load",
-            json!({"sessionId": before.session_id, "cwd": "/home/dev", "mcpServers": []}),
-        )
-        .await
-        .expect("answered");
+    let load = stale.load(&before.session_id).await.expect("answered");
     assert!(load.response["error"].is_object());
 }
 
 #[tokio::test]
 async fn the_spritz_api_keeps_its_base_path_and_checks_the_service_token() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
-    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
-    let without_prefix = http()
-        .post(format!(
-            "{}/api/acp/conversations/{}/bootstrap",
-            spritz.origin(),
-            conversation.id
-        ))
-        .bearer_auth(SERVICE_TOKEN)
-        .send()
+    let (spritz, conversation) = spritz_with_conversation().await;
+    let bootstrap = |base_url: &str, token: &str| {
+        bootstrap(base_url, &conversation.id, &conversation.namespace, token).send()
+    };
+    let without_prefix = bootstrap(&spritz.origin(), SERVICE_TOKEN)
         .await
         .expect("bootstrap");
     assert_eq!(without_prefix.status(), 404);
-    let wrong_token = http()
-        .post(format!(
-            "{}/api/acp/conversations/{}/bootstrap",
-            spritz.base_url(),
-            conversation.id
-        ))
-        .query(&[("namespace", &conversation.namespace)])
-        .bearer_auth("nope")
-        .send()
+    let wrong_token = bootstrap(&spritz.base_url(), "nope")
         .await
         .expect("bootstrap");
     assert_eq!(wrong_token.status(), 401);
@@ -470,11 +502,12 @@ async fn slack_rate_limits_with_retry_after_then_accepts_the_post() {
     slack.fail_next_posts(1, "channel_not_found");
     slack.fail_next_posts_with_status(1, 500);
     let post = || {
-        http()
-            .post(format!("{}/chat.postMessage", slack.base_url()))
-            .bearer_auth("xoxb-1")
-            .json(&json!({"channel": "C1", "text": "hi", "thread_ts": "1.1"}))
-            .send()
+        post_message(
+            &slack,
+            &json!({"channel": "C1", "text": "hi", "thread_ts": "1.1"}),
+        )
+        .bearer_auth("xoxb-1")
+        .send()
     };
 
     let limited = post().await.expect("post");
@@ -497,9 +530,8 @@ async fn slack_rate_limits_with_retry_after_then_accepts_the_post() {
 #[tokio::test]
 async fn slack_refuses_posts_without_a_bearer_or_with_a_revoked_one_and_hands_out_unique_ts() {
     let slack = FakeSlack::start().await.expect("slack");
-    let unauthenticated: Value = http()
-        .post(format!("{}/chat.postMessage", slack.base_url()))
-        .json(&json!({"channel": "C1", "text": "hi"}))
+    let hi = json!({"channel": "C1", "text": "hi"});
+    let unauthenticated: Value = post_message(&slack, &hi)
         .send()
         .await
         .expect("post")
@@ -508,10 +540,8 @@ async fn slack_refuses_posts_without_a_bearer_or_with_a_revoked_one_and_hands_ou
         .expect("json");
     assert_eq!(unauthenticated, json!({"ok": false, "error": "not_authed"}));
     for _ in 0..3 {
-        http()
-            .post(format!("{}/chat.postMessage", slack.base_url()))
+        post_message(&slack, &hi)
             .bearer_auth("xoxb-1")
-            .json(&json!({"channel": "C1", "text": "hi"}))
             .send()
             .await
             .expect("post");
@@ -519,10 +549,8 @@ async fn slack_refuses_posts_without_a_bearer_or_with_a_revoked_one_and_hands_ou
     let posts = slack.wait_for_posts(3, WAIT).await.expect("posts");
     assert!(posts[0].ts < posts[1].ts && posts[1].ts < posts[2].ts);
     slack.revoke_token("xoxb-1");
-    let revoked: Value = http()
-        .post(format!("{}/chat.postMessage", slack.base_url()))
+    let revoked: Value = post_message(&slack, &hi)
         .bearer_auth("xoxb-1")
-        .json(&json!({"channel": "C1", "text": "hi"}))
         .send()
         .await
         .expect("post")
@@ -541,19 +569,7 @@ async fn slack_refuses_posts_without_a_bearer_or_with_a_revoked_one_and_hands_ou
 #[tokio::test]
 async fn an_oauth_code_exchanges_once_for_slacks_shape() {
     let slack = FakeSlack::start().await.expect("slack");
-    slack.register_oauth_code(
-        "code-1",
-        OAuthGrant {
-            team_id: "T1".into(),
-            team_name: "Team One".into(),
-            enterprise_id: None,
-            app_id: "A1".into(),
-            bot_user_id: "U1BOT".into(),
-            bot_access_token: "xoxb-new".into(),
-            installing_user_id: "U1".into(),
-            scope: "chat:write,app_mentions:read".into(),
-        },
-    );
+    slack.register_oauth_code("code-1", grant(None, "chat:write,app_mentions:read"));
     let exchange = || {
         http()
             .post(format!("{}/oauth.v2.access", slack.base_url()))
@@ -618,16 +634,7 @@ async fn the_install_page_redirects_with_a_code_when_approved_and_access_denied_
             .contains("error=access_denied")
     );
 
-    slack.approve_installs(Some(OAuthGrant {
-        team_id: "T1".into(),
-        team_name: "Team One".into(),
-        enterprise_id: Some("E1".into()),
-        app_id: "A1".into(),
-        bot_user_id: "U1BOT".into(),
-        bot_access_token: "xoxb-new".into(),
-        installing_user_id: "U1".into(),
-        scope: "chat:write".into(),
-    }));
+    slack.approve_installs(Some(grant(Some("E1"), "chat:write")));
     let approved = authorize().await.expect("authorize");
     let location =
         url::Url::parse(approved.headers()["location"].to_str().expect("location")).expect("url");
@@ -650,12 +657,7 @@ async fn the_install_page_redirects_with_a_code_when_approved_and_access_denied_
 }
 
 async fn exchange(backend: &FakeBackend, token: &str, team_id: &str) -> reqwest::Response {
-    http()
-        .post(format!(
-            "{}/internal/v1/spritz/channel-sessions/exchange",
-            backend.base_url()
-        ))
-        .bearer_auth(token)
+    internal(backend, "channel-sessions/exchange", token)
         .json(&json!({
             "principalId": "spritz-slack-gateway",
             "provider": "slack",
@@ -717,9 +719,7 @@ async fn scripted_exchange_answers_come_in_order_then_the_steady_mode() {
 async fn a_hanging_exchange_outlasts_the_client_timeout() {
     let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
     backend.set_exchange_mode("T1", ExchangeMode::Hang);
-    let outcome = reqwest::Client::new()
-        .post(format!("{}/internal/v1/spritz/channel-sessions/exchange", backend.base_url()))
-        .bearer_auth(INTERNAL_TOKEN)
+    let outcome = internal(&backend, "channel-sessions/exchange", INTERNAL_TOKEN)
         .timeout(Duration::from_millis(200))
         .json(&json!({"principalId": "p", "provider": "slack", "externalScopeType": "workspace", "externalTenantId": "T1"}))
         .send()
@@ -731,9 +731,7 @@ async fn a_hanging_exchange_outlasts_the_client_timeout() {
 #[tokio::test]
 async fn installs_and_disconnects_are_recorded_and_change_what_the_exchange_answers() {
     let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
-    let upsert: Value = http()
-        .post(format!("{}/internal/v1/spritz/channel-installations/upsert", backend.base_url()))
-        .bearer_auth(INTERNAL_TOKEN)
+    let upsert: Value = internal(&backend, "channel-installations/upsert", INTERNAL_TOKEN)
         .json(&json!({
             "principalId": "p", "provider": "slack", "externalScopeType": "workspace",
             "externalTenantId": "T2", "presetId": "zeno",
@@ -758,9 +756,7 @@ async fn installs_and_disconnects_are_recorded_and_change_what_the_exchange_answ
         "xoxb-2"
     );
 
-    http()
-        .post(format!("{}/internal/v1/spritz/channel-installations/disconnect", backend.base_url()))
-        .bearer_auth(INTERNAL_TOKEN)
+    internal(&backend, "channel-installations/disconnect", INTERNAL_TOKEN)
         .json(&json!({"principalId": "p", "provider": "slack", "externalScopeType": "workspace", "externalTenantId": "T2"}))
         .send()
         .await
@@ -827,10 +823,8 @@ async fn the_control_api_reads_posts_and_sets_faults() {
         .error_for_status()
         .expect("accepted");
     let post = || {
-        http()
-            .post(format!("{}/chat.postMessage", slack.base_url()))
+        post_message(&slack, &json!({"channel": "C1", "text": "hi"}))
             .bearer_auth("xoxb-1")
-            .json(&json!({"channel": "C1", "text": "hi"}))
             .send()
     };
     assert_eq!(post().await.expect("post").status(), 503);
@@ -1021,7 +1015,7 @@ async fn the_runtime_command_expires_and_restores_the_team_runtime_everywhere() 
     kube.create_spritz(&team.namespace, &team.instance_id, Some("Ready"));
     let conversation = open_conversation(&spritz, &team, "1.1").await;
     let run = |action: &'static str| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_spritz-sandbox"))
+        let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_spritz-sandbox"))
             .args(["runtime", action, "--team", "T1"])
             .args([
                 "--backend-url",
@@ -1030,29 +1024,30 @@ async fn the_runtime_command_expires_and_restores_the_team_runtime_everywhere() 
                 &spritz.base_url(),
             ])
             .args(["--kube-url", &kube.base_url()])
-            .output()
+            .output();
+        async move {
+            let output = command.await.expect("run spritz-sandbox");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     };
     let bootstrap_status = || async {
-        http()
-            .post(format!(
-                "{}/api/acp/conversations/{}/bootstrap",
-                spritz.base_url(),
-                conversation.id
-            ))
-            .query(&[("namespace", &team.namespace)])
-            .bearer_auth(SERVICE_TOKEN)
-            .send()
-            .await
-            .expect("bootstrap")
-            .status()
+        bootstrap(
+            &spritz.base_url(),
+            &conversation.id,
+            &team.namespace,
+            SERVICE_TOKEN,
+        )
+        .send()
+        .await
+        .expect("bootstrap")
+        .status()
     };
 
-    let expired = run("expire").await.expect("run");
-    assert!(
-        expired.status.success(),
-        "{}",
-        String::from_utf8_lossy(&expired.stderr)
-    );
+    run("expire").await;
     assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T1").await.status(), 503);
     assert_eq!(bootstrap_status().await, 404);
     let phase = |kube: &FakeKubernetes| {
@@ -1062,12 +1057,7 @@ async fn the_runtime_command_expires_and_restores_the_team_runtime_everywhere() 
     };
     assert_eq!(phase(&kube), "Expired");
 
-    let ready = run("ready").await.expect("run");
-    assert!(
-        ready.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ready.stderr)
-    );
+    run("ready").await;
     assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T1").await.status(), 200);
     assert_eq!(bootstrap_status().await, 200);
     assert_eq!(phase(&kube), "Ready");
@@ -1075,13 +1065,10 @@ async fn the_runtime_command_expires_and_restores_the_team_runtime_everywhere() 
 
 #[tokio::test]
 async fn a_slow_prompt_ends_cancelled_when_the_client_cancels() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let (spritz, conversation) = spritz_with_conversation().await;
     spritz.set_agent(AgentBehaviour::Slow(Duration::from_secs(60)));
-    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
     let mut acp = Acp::open(&spritz, &conversation).await;
-    acp.send_raw(json!({"jsonrpc": "2.0", "id": "p1", "method": "session/prompt",
-        "params": {"sessionId": conversation.session_id, "prompt": [{"type": "text", "text": "hi"}]}}))
-        .await;
+    acp.send_prompt(&conversation, "p1", "hi").await;
     while let Some(message) = acp.next_message().await {
         if message["params"]["update"]["sessionUpdate"] == "agent_message_chunk" {
             break;
@@ -1101,13 +1088,10 @@ async fn a_slow_prompt_ends_cancelled_when_the_client_cancels() {
 
 #[tokio::test]
 async fn a_client_that_dies_mid_prompt_leaves_the_conversation_idle() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
-    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
+    let (spritz, conversation) = spritz_with_conversation().await;
     spritz.hold_prompts();
     let mut acp = Acp::open(&spritz, &conversation).await;
-    acp.send_raw(json!({"jsonrpc": "2.0", "id": "p1", "method": "session/prompt",
-        "params": {"sessionId": conversation.session_id, "prompt": [{"type": "text", "text": "hi"}]}}))
-        .await;
+    acp.send_prompt(&conversation, "p1", "hi").await;
     let first = acp.next_message().await.expect("delivered");
     assert_eq!(
         first["params"]["update"]["sessionUpdate"],
@@ -1129,30 +1113,17 @@ async fn injected_spritz_failures_come_before_everything_else_and_run_out() {
     spritz.fail_next(SpritzCall::Bootstrap, 1, 503);
     spritz.fail_next(SpritzCall::Connect, 1, 500);
     let bootstrap = || {
-        http()
-            .post(format!(
-                "{}/api/acp/conversations/{}/bootstrap",
-                spritz.base_url(),
-                conversation.id
-            ))
-            .query(&[("namespace", &team.namespace)])
-            .bearer_auth(SERVICE_TOKEN)
-            .send()
+        bootstrap(
+            &spritz.base_url(),
+            &conversation.id,
+            &team.namespace,
+            SERVICE_TOKEN,
+        )
+        .send()
     };
     assert_eq!(bootstrap().await.expect("bootstrap").status(), 503);
     assert_eq!(bootstrap().await.expect("bootstrap").status(), 200);
-    let url = format!(
-        "{}/api/acp/conversations/{}/connect?namespace={}",
-        spritz.base_url().replacen("http", "ws", 1),
-        conversation.id,
-        conversation.namespace
-    );
-    let mut request = url.into_client_request().expect("request");
-    request.headers_mut().insert(
-        "Authorization",
-        format!("Bearer {SERVICE_TOKEN}").parse().expect("header"),
-    );
-    let refused = tokio_tungstenite::connect_async(request).await;
+    let refused = tokio_tungstenite::connect_async(connect_request(&spritz, &conversation)).await;
     assert!(refused.is_err(), "the first connect is refused");
     let mut acp = Acp::open(&spritz, &conversation).await;
     assert!(acp.prompt(&conversation, "hi").await.is_some());
@@ -1160,7 +1131,7 @@ async fn injected_spritz_failures_come_before_everything_else_and_run_out() {
 
 #[tokio::test]
 async fn the_prompts_wait_route_answers_408_with_what_there_is_then_the_prompts() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let (spritz, conversation) = spritz_with_conversation().await;
     let wait = |query: &'static [(&'static str, &'static str)]| {
         http()
             .get(format!("{}/_sandbox/prompts/wait", spritz.origin()))
@@ -1171,7 +1142,6 @@ async fn the_prompts_wait_route_answers_408_with_what_there_is_then_the_prompts(
     assert_eq!(timed_out.status(), 408);
     assert_eq!(timed_out.json::<Value>().await.expect("json"), json!([]));
 
-    let conversation = open_conversation(&spritz, &TeamInstall::demo("T1"), "1.1").await;
     let waiter = tokio::spawn(wait(&[("count", "1"), ("timeout_ms", "5000")]));
     let mut acp = Acp::open(&spritz, &conversation).await;
     acp.prompt(&conversation, "hi").await.expect("answered");
