@@ -254,7 +254,7 @@ impl Broker {
             Some(link) => publish_on(&link, exchange, routing_key, body, envelope, timeout).await,
         };
         let label = if exchange.is_empty() {
-            "(default)"
+            crate::metrics::DEFAULT_EXCHANGE_LABEL
         } else {
             exchange
         };

@@ -6,6 +6,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+use spritz_proto::topology;
 
 /// Buckets for sub-second operations (publish confirms, HTTP calls).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -15,6 +16,30 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Buckets for end-to-end waits that may take a minute (receive to reply).
 pub const END_TO_END_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// The `exchange` label values: every exchange of the topology, and the default
+/// exchange (backend-sync retries route through it by queue name).
+pub const PUBLISH_EXCHANGES: [&str; 6] = [
+    topology::WORK_EXCHANGE,
+    topology::RETRY_EXCHANGE,
+    topology::DEAD_LETTER_EXCHANGE,
+    topology::LIFECYCLE_EXCHANGE,
+    topology::BACKEND_SYNC_RETRY_EXCHANGE,
+    DEFAULT_EXCHANGE_LABEL,
+];
+
+/// The `exchange` label of a publish to the default exchange.
+pub const DEFAULT_EXCHANGE_LABEL: &str = "(default)";
+
+/// The `outcome` label values of `spritz_publish_total`.
+pub const PUBLISH_OUTCOMES: [&str; 6] = [
+    "confirmed",
+    "nacked",
+    "returned",
+    "timeout",
+    "unavailable",
+    "error",
 ];
 
 /// Broker and publish metrics, shared by every role.
