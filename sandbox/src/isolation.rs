@@ -39,28 +39,29 @@ impl BrokerAdmin {
         }
     }
 
+    /// A request to the management API at `/api/<path>`, as the admin user.
+    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/api/{path}", self.management_url))
+            .basic_auth(&self.user, Some(&self.password))
+    }
+
     /// Creates a fresh vhost with full permissions for the test user.
     pub async fn create_vhost(&self) -> anyhow::Result<TestVhost> {
         let name = format!("spritz-test-{}", uuid::Uuid::new_v4().simple());
-        let url = format!("{}/api/vhosts/{}", self.management_url, name);
-        self.http
-            .put(&url)
-            .basic_auth(&self.user, Some(&self.password))
+        self.api(reqwest::Method::PUT, &format!("vhosts/{name}"))
             .json(&serde_json::json!({"default_queue_type": "classic"}))
             .send()
             .await?
             .error_for_status()?;
-        let url = format!(
-            "{}/api/permissions/{}/{}",
-            self.management_url, name, self.user
-        );
-        self.http
-            .put(&url)
-            .basic_auth(&self.user, Some(&self.password))
-            .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
-            .send()
-            .await?
-            .error_for_status()?;
+        self.api(
+            reqwest::Method::PUT,
+            &format!("permissions/{name}/{}", self.user),
+        )
+        .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await?
+        .error_for_status()?;
         Ok(TestVhost {
             inner: std::sync::Arc::new(VhostInner {
                 admin: self.clone(),
@@ -107,11 +108,8 @@ impl Drop for VhostInner {
 }
 
 async fn delete_vhost(admin: &BrokerAdmin, name: &str) {
-    let url = format!("{}/api/vhosts/{}", admin.management_url, name);
     let _ = admin
-        .http
-        .delete(&url)
-        .basic_auth(&admin.user, Some(&admin.password))
+        .api(reqwest::Method::DELETE, &format!("vhosts/{name}"))
         .send()
         .await;
 }
@@ -134,16 +132,11 @@ impl TestVhost {
 
     /// Messages ready in `queue` (0 when the queue does not exist yet).
     pub async fn queue_depth(&self, queue: &str) -> anyhow::Result<u64> {
-        let url = format!(
-            "{}/api/queues/{}/{}",
-            self.inner.admin.management_url, self.inner.name, queue
-        );
+        let path = format!("queues/{}/{queue}", self.inner.name);
         let response = self
             .inner
             .admin
-            .http
-            .get(&url)
-            .basic_auth(&self.inner.admin.user, Some(&self.inner.admin.password))
+            .api(reqwest::Method::GET, &path)
             .send()
             .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
@@ -156,16 +149,11 @@ impl TestVhost {
     /// Force-closes every client connection to this vhost, as a broker restart or a
     /// network cut would, without disturbing tests in other vhosts.
     pub async fn close_connections(&self) -> anyhow::Result<usize> {
-        let url = format!(
-            "{}/api/vhosts/{}/connections",
-            self.inner.admin.management_url, self.inner.name
-        );
+        let path = format!("vhosts/{}/connections", self.inner.name);
         let connections: Vec<serde_json::Value> = self
             .inner
             .admin
-            .http
-            .get(&url)
-            .basic_auth(&self.inner.admin.user, Some(&self.inner.admin.password))
+            .api(reqwest::Method::GET, &path)
             .send()
             .await?
             .error_for_status()?
@@ -176,9 +164,8 @@ impl TestVhost {
             let Some(name) = connection["name"].as_str() else {
                 continue;
             };
-            let url = format!(
-                "{}/api/connections/{}",
-                self.inner.admin.management_url,
+            let path = format!(
+                "connections/{}",
                 // Form encoding writes spaces as `+`, which a path keeps literally.
                 url::form_urlencoded::byte_serialize(name.as_bytes())
                     .collect::<String>()
@@ -187,9 +174,7 @@ impl TestVhost {
             let status = self
                 .inner
                 .admin
-                .http
-                .delete(&url)
-                .basic_auth(&self.inner.admin.user, Some(&self.inner.admin.password))
+                .api(reqwest::Method::DELETE, &path)
                 .header("X-Reason", "spritz test: forced close")
                 .send()
                 .await?
@@ -238,5 +223,33 @@ where
             anyhow::bail!("condition not met within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn vhost_exists(admin: &BrokerAdmin, name: &str) -> bool {
+        let response = admin
+            .api(reqwest::Method::GET, &format!("vhosts/{name}"))
+            .send()
+            .await
+            .expect("management API");
+        response.status().is_success()
+    }
+
+    #[tokio::test]
+    async fn a_test_vhost_exists_until_deleted_and_reports_empty_queues_and_connections() {
+        let admin = BrokerAdmin::from_env();
+        let vhost = admin.create_vhost().await.expect("vhost");
+        let name = vhost.name().to_owned();
+        assert!(vhost_exists(&admin, &name).await);
+        assert_eq!(vhost.queue_depth("no-such-queue").await.expect("depth"), 0);
+        assert_eq!(vhost.close_connections().await.expect("closed"), 0);
+
+        vhost.delete().await.expect("deleted");
+
+        assert!(!vhost_exists(&admin, &name).await);
     }
 }

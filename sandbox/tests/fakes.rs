@@ -21,6 +21,16 @@ fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// `POST /api/channel-conversations/upsert` with the team's session token.
+fn upsert(spritz: &FakeSpritz, team: &TeamInstall) -> reqwest::RequestBuilder {
+    http()
+        .post(format!(
+            "{}/api/channel-conversations/upsert",
+            spritz.base_url()
+        ))
+        .bearer_auth(&team.access_token)
+}
+
 /// `POST …/bootstrap` of conversation `id` in `namespace`, as the worker sends it.
 fn bootstrap(base_url: &str, id: &str, namespace: &str, token: &str) -> reqwest::RequestBuilder {
     http()
@@ -70,12 +80,7 @@ async fn open_conversation(
     team: &TeamInstall,
     external_id: &str,
 ) -> Conversation {
-    let upsert: Value = http()
-        .post(format!(
-            "{}/api/channel-conversations/upsert",
-            spritz.base_url()
-        ))
-        .bearer_auth(&team.access_token)
+    let upsert: Value = upsert(spritz, team)
         .json(&json!({
             "namespace": team.namespace,
             "conversationId": "",
@@ -350,12 +355,7 @@ async fn the_same_external_conversation_maps_to_one_conversation_and_aliases_joi
     assert_eq!(first.id, again.id);
     assert_ne!(first.id, other.id);
 
-    let alias: Value = http()
-        .post(format!(
-            "{}/api/channel-conversations/upsert",
-            spritz.base_url()
-        ))
-        .bearer_auth(&team.access_token)
+    let alias: Value = upsert(&spritz, &team)
         .json(&json!({
             "namespace": team.namespace, "conversationId": first.id, "instanceId": team.instance_id,
             "externalConversationId": "1700000000.000999",

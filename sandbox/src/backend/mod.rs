@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -180,13 +179,15 @@ impl FakeBackend {
         timeout: Duration,
     ) -> anyhow::Result<()> {
         let calls = |s: &BackendState| s.teams.get(team_id).map_or(0, |t| t.exchange_calls);
-        self.wait(timeout, |s| calls(s) >= n, |_| ())
+        recording::wait_for(&self.state, timeout, |s| calls(s) >= n, |_| ())
             .await
-            .with_context(|| {
-                format!(
-                    "expected {n} exchange calls for {team_id}, got {}",
-                    calls(&self.state.borrow())
-                )
+            .map_err(|error| {
+                error.describe("fake backend", || {
+                    format!(
+                        "expected {n} exchange calls for {team_id}, got {}",
+                        calls(&self.state.borrow())
+                    )
+                })
             })
     }
 
@@ -222,13 +223,13 @@ impl FakeBackend {
         n: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<Value>> {
-        self.wait(
-            timeout,
-            |s| s.disconnects.len() >= n,
-            |s| s.disconnects.clone(),
-        )
-        .await
-        .with_context(|| format!("expected {n} disconnects within {timeout:?}"))
+        recording::wait_for_records(&self.state, n, timeout, |s| &s.disconnects)
+            .await
+            .map_err(|error| {
+                error.describe("fake backend", || {
+                    format!("expected {n} disconnects within {timeout:?}")
+                })
+            })
     }
 
     /// Bodies accepted by the lifecycle webhook receiver, in order.
@@ -262,25 +263,12 @@ impl FakeBackend {
         n: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<Value>> {
-        self.wait(
-            timeout,
-            |s| s.lifecycle_webhooks.len() >= n,
-            |s| s.lifecycle_webhooks.clone(),
-        )
-        .await
-        .with_context(|| format!("expected {n} lifecycle webhooks within {timeout:?}"))
-    }
-
-    async fn wait<T>(
-        &self,
-        timeout: Duration,
-        ready: impl FnMut(&BackendState) -> bool,
-        read: impl FnOnce(&BackendState) -> T,
-    ) -> anyhow::Result<T> {
-        recording::wait_for(&self.state, timeout, ready, read)
+        recording::wait_for_records(&self.state, n, timeout, |s| &s.lifecycle_webhooks)
             .await
             .map_err(|error| {
-                error.describe("fake backend", || format!("timed out after {timeout:?}"))
+                error.describe("fake backend", || {
+                    format!("expected {n} lifecycle webhooks within {timeout:?}")
+                })
             })
     }
 }
