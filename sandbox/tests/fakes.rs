@@ -131,6 +131,19 @@ async fn open_conversation(
     }
 }
 
+/// `POST …/bootstrap` of an open conversation with the service token.
+fn bootstrap_as_the_worker(
+    spritz: &FakeSpritz,
+    conversation: &Conversation,
+) -> reqwest::RequestBuilder {
+    bootstrap(
+        &spritz.base_url(),
+        &conversation.id,
+        &conversation.namespace,
+        SERVICE_TOKEN,
+    )
+}
+
 /// A fresh fake Spritz API with one conversation of team T1 open on it.
 async fn spritz_with_conversation() -> (FakeSpritz, Conversation) {
     let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
@@ -452,15 +465,10 @@ async fn a_vanished_runtime_answers_spritz_not_found_until_restored_with_a_fresh
     let before = open_conversation(&spritz, &team, "1.1").await;
     spritz.vanish_instance(&team.namespace, &team.instance_id);
 
-    let bootstrap = bootstrap(
-        &spritz.base_url(),
-        &before.id,
-        &team.namespace,
-        SERVICE_TOKEN,
-    )
-    .send()
-    .await
-    .expect("bootstrap");
+    let bootstrap = bootstrap_as_the_worker(&spritz, &before)
+        .send()
+        .await
+        .expect("bootstrap");
     assert_eq!(bootstrap.status(), 404);
     assert!(
         bootstrap
@@ -1035,16 +1043,11 @@ async fn the_runtime_command_expires_and_restores_the_team_runtime_everywhere() 
         }
     };
     let bootstrap_status = || async {
-        bootstrap(
-            &spritz.base_url(),
-            &conversation.id,
-            &team.namespace,
-            SERVICE_TOKEN,
-        )
-        .send()
-        .await
-        .expect("bootstrap")
-        .status()
+        bootstrap_as_the_worker(&spritz, &conversation)
+            .send()
+            .await
+            .expect("bootstrap")
+            .status()
     };
 
     run("expire").await;
@@ -1112,15 +1115,7 @@ async fn injected_spritz_failures_come_before_everything_else_and_run_out() {
     let conversation = open_conversation(&spritz, &team, "1.1").await;
     spritz.fail_next(SpritzCall::Bootstrap, 1, 503);
     spritz.fail_next(SpritzCall::Connect, 1, 500);
-    let bootstrap = || {
-        bootstrap(
-            &spritz.base_url(),
-            &conversation.id,
-            &team.namespace,
-            SERVICE_TOKEN,
-        )
-        .send()
-    };
+    let bootstrap = || bootstrap_as_the_worker(&spritz, &conversation).send();
     assert_eq!(bootstrap().await.expect("bootstrap").status(), 503);
     assert_eq!(bootstrap().await.expect("bootstrap").status(), 200);
     let refused = tokio_tungstenite::connect_async(connect_request(&spritz, &conversation)).await;
