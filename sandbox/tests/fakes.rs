@@ -31,6 +31,27 @@ fn upsert(spritz: &FakeSpritz, team: &TeamInstall) -> reqwest::RequestBuilder {
         .bearer_auth(&team.access_token)
 }
 
+/// Sending a request and reading its answer's JSON body in one step.
+trait JsonAnswer {
+    /// The answer as JSON, whatever its status.
+    async fn answer(self) -> Value;
+    /// The answer as JSON; it must be a success.
+    async fn success(self) -> Value;
+}
+
+impl JsonAnswer for reqwest::RequestBuilder {
+    async fn answer(self) -> Value {
+        let response = self.send().await.expect("request sent");
+        response.json().await.expect("a JSON answer")
+    }
+
+    async fn success(self) -> Value {
+        let response = self.send().await.expect("request sent");
+        let response = response.error_for_status().expect("a success");
+        response.json().await.expect("a JSON answer")
+    }
+}
+
 /// `POST …/bootstrap` of conversation `id` in `namespace`, as the worker sends it.
 fn bootstrap(base_url: &str, id: &str, namespace: &str, token: &str) -> reqwest::RequestBuilder {
     http()
@@ -95,28 +116,16 @@ async fn open_conversation(
             "title": "Slack C1",
             "cwd": "/home/dev",
         }))
-        .send()
-        .await
-        .expect("upsert")
-        .error_for_status()
-        .expect("upsert status")
-        .json()
-        .await
-        .expect("upsert json");
+        .success()
+        .await;
     assert_eq!(upsert["status"], "success");
     let id = upsert["data"]["conversation"]["metadata"]["name"]
         .as_str()
         .expect("conversation name")
         .to_owned();
     let bootstrap: Value = bootstrap(&spritz.base_url(), &id, &team.namespace, SERVICE_TOKEN)
-        .send()
-        .await
-        .expect("bootstrap")
-        .error_for_status()
-        .expect("bootstrap status")
-        .json()
-        .await
-        .expect("bootstrap json");
+        .success()
+        .await;
     assert_eq!(
         bootstrap["data"]["conversation"]["spec"]["cwd"],
         "/home/dev"
@@ -373,12 +382,8 @@ async fn the_same_external_conversation_maps_to_one_conversation_and_aliases_joi
             "namespace": team.namespace, "conversationId": first.id, "instanceId": team.instance_id,
             "externalConversationId": "1700000000.000999",
         }))
-        .send()
-        .await
-        .expect("alias upsert")
-        .json()
-        .await
-        .expect("json");
+        .answer()
+        .await;
     assert_eq!(
         alias["data"]["conversation"]["metadata"]["name"],
         json!(first.id)
@@ -539,13 +544,7 @@ async fn slack_rate_limits_with_retry_after_then_accepts_the_post() {
 async fn slack_refuses_posts_without_a_bearer_or_with_a_revoked_one_and_hands_out_unique_ts() {
     let slack = FakeSlack::start().await.expect("slack");
     let hi = json!({"channel": "C1", "text": "hi"});
-    let unauthenticated: Value = post_message(&slack, &hi)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let unauthenticated: Value = post_message(&slack, &hi).answer().await;
     assert_eq!(unauthenticated, json!({"ok": false, "error": "not_authed"}));
     for _ in 0..3 {
         post_message(&slack, &hi)
@@ -559,12 +558,8 @@ async fn slack_refuses_posts_without_a_bearer_or_with_a_revoked_one_and_hands_ou
     slack.revoke_token("xoxb-1");
     let revoked: Value = post_message(&slack, &hi)
         .bearer_auth("xoxb-1")
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+        .answer()
+        .await;
     assert_eq!(revoked["error"], "token_revoked");
     assert!(
         slack
@@ -587,27 +582,16 @@ async fn an_oauth_code_exchanges_once_for_slacks_shape() {
                 ("client_secret", "secret"),
                 ("redirect_uri", "https://gw/slack/oauth/callback"),
             ])
-            .send()
     };
 
-    let granted: Value = exchange()
-        .await
-        .expect("exchange")
-        .json()
-        .await
-        .expect("json");
+    let granted = exchange().answer().await;
     assert_eq!(granted["ok"], true);
     assert_eq!(granted["access_token"], "xoxb-new");
     assert_eq!(granted["token_type"], "bot");
     assert_eq!(granted["team"]["id"], "T1");
     assert_eq!(granted["enterprise"], Value::Null);
     assert_eq!(granted["authed_user"]["id"], "U1");
-    let replayed: Value = exchange()
-        .await
-        .expect("exchange")
-        .json()
-        .await
-        .expect("json");
+    let replayed = exchange().answer().await;
     assert_eq!(replayed["error"], "invalid_code");
     let exchanges = slack.oauth_exchanges();
     assert_eq!(exchanges.len(), 2);
@@ -655,12 +639,8 @@ async fn the_install_page_redirects_with_a_code_when_approved_and_access_denied_
             ("client_id", "cid"),
             ("client_secret", "s"),
         ])
-        .send()
-        .await
-        .expect("exchange")
-        .json()
-        .await
-        .expect("json");
+        .answer()
+        .await;
     assert_eq!(granted["enterprise"]["id"], "E1");
 }
 
@@ -747,12 +727,8 @@ async fn installs_and_disconnects_are_recorded_and_change_what_the_exchange_answ
             "providerAuth": {"providerInstallRef": "slack-install:T2", "apiAppId": "A2", "teamId": "T2",
                              "botUserId": "U2BOT", "botAccessToken": "xoxb-2", "scopeSet": ["chat:write"]},
         }))
-        .send()
-        .await
-        .expect("upsert")
-        .json()
-        .await
-        .expect("json");
+        .answer()
+        .await;
     assert_eq!(
         upsert,
         json!({"status": "resolved", "installation": {"providerInstallRef": "slack-install:T2"}})
