@@ -6,9 +6,9 @@
 //! the dev stack runs them as one process (`spritz-sandbox`) and drives them through
 //! the same operations exposed as a small HTTP control API.
 //!
-//! What the fakes share lives in one place each: [`server`] starts a fake's HTTP
-//! server, [`recording`] waits on what a fake recorded, [`control`] holds the
-//! `/_sandbox/…/wait` route and the control clients' HTTP core, and [`spritz_http`]
+//! What the fakes share lives in one place each: `server` starts a fake's HTTP
+//! server, `recording` waits on what a fake recorded, `control` holds the
+//! `/_sandbox/…/wait` route and the control clients' HTTP core, and `spritz_http`
 //! the bearer and error conventions of the two Spritz services.
 
 pub mod backend;
