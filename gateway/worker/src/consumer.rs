@@ -128,12 +128,17 @@ pub async fn run(
             () = shutdown.cancelled() => break,
         }
     }
+    drain(&tracker, &hand_back, settings.shutdown_grace).await;
+}
+
+/// Lets in-flight deliveries finish within `grace`, then hands the rest back.
+async fn drain(tracker: &TaskTracker, hand_back: &CancellationToken, grace: Duration) {
     tracker.close();
     let in_flight = tracker.len();
     if in_flight > 0 {
         tracing::info!(in_flight, "waiting for in-flight deliveries");
     }
-    if tokio::time::timeout(settings.shutdown_grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(in_flight = tracker.len(), "grace period over; handing in-flight deliveries back");
         hand_back.cancel();
         tracker.wait().await;
@@ -176,11 +181,13 @@ async fn consume_on(
             },
             () = link.closed() => return Ok(()),
             () = shutdown.cancelled() => {
-                // Stop taking work; deliveries already prefetched but not started go
-                // back to the queue when the connection closes.
+                // Stop taking work, then settle what is in flight on this channel
+                // (closing it first would hand those deliveries back and fail their
+                // acks); deliveries prefetched but not started go back when it closes.
                 if let Err(error) = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
                     tracing::warn!(error = %error, "cancelling the consumer failed");
                 }
+                drain(work.tracker, work.hand_back, settings.shutdown_grace).await;
                 return Ok(());
             }
         }

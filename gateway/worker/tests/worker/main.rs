@@ -6,3 +6,9 @@ mod support;
 
 mod happy_path;
 mod recovery;
+mod prompt;
+mod reply;
+mod concurrency;
+mod lifecycle;
+mod parking_lot;
+mod process;

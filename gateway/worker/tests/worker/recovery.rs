@@ -100,10 +100,10 @@ async fn the_deadline_posts_the_failure_reply_once() {
     assert_eq!(posts[0].text, STATUS);
     assert_eq!(posts[1].text, TERMINAL);
     assert!(started.elapsed() >= Duration::from_millis(2500), "not before the 3s deadline");
+    world.metric_reaches(ops, "spritz_worker_deliveries_total{outcome=\"failed_terminal\"}", 1.0).await;
     world.settled().await;
     assert_eq!(world.slack.posts().len(), 2);
     assert!(world.spritz.prompts().is_empty());
-    assert_eq!(world.metric(ops, "spritz_worker_deliveries_total{outcome=\"failed_terminal\"}").await, 1.0);
     world.finish().await;
 }
 
@@ -141,10 +141,9 @@ async fn a_deadline_without_any_bot_token_parks_the_message() {
     let event = world.channel_message("nobody hears");
     world.publish(&event).await;
 
-    let vhost = world.vhost.clone();
-    spritz_sandbox::isolation::eventually(WAIT, || {
-        let vhost = vhost.clone();
-        async move { (vhost.queue_depth(spritz_proto::topology::PARKING_LOT_QUEUE).await.ok()? == 1).then_some(()) }
+    let world_ref = &world;
+    spritz_sandbox::isolation::eventually(WAIT, || async move {
+        (world_ref.ready(spritz_proto::topology::PARKING_LOT_QUEUE).await == 1).then_some(())
     })
     .await
     .expect("parked");

@@ -39,6 +39,7 @@ pub struct World {
     pub install: TeamInstall,
     pub publisher: Broker,
     workers: Vec<RunningWorker>,
+    ops: Vec<std::net::SocketAddr>,
     next_ts: u64,
 }
 
@@ -71,6 +72,7 @@ impl World {
             install,
             publisher,
             workers: Vec::new(),
+            ops: Vec::new(),
             next_ts: 0,
         }
     }
@@ -113,7 +115,52 @@ impl World {
             app.run_until_stopped(token).await.expect("worker runs");
         });
         self.workers.push(RunningWorker { stop, task });
+        self.ops.push(ops_addr);
         ops_addr
+    }
+
+    /// Starts a worker on its own runtime and thread, so the test can kill it the way
+    /// a crash would: every task dropped mid-flight, no clean shutdown.
+    pub fn spawn_killable_worker(&self) -> KillableWorker {
+        let config = self.config();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.spawn(async move {
+                let app = Application::build(config).await.expect("worker builds");
+                app.broker().wait_ready(WAIT).await.expect("worker broker ready");
+                let _ = ready_tx.send(());
+                let _ = app.run_until_stopped(CancellationToken::new()).await;
+            });
+            let _ = kill_rx.recv();
+            runtime.shutdown_background();
+        });
+        ready_rx.recv_timeout(WAIT).expect("killable worker ready");
+        KillableWorker { kill: kill_tx, thread }
+    }
+
+    /// Stops worker `index` the SIGTERM way and waits until it returned.
+    pub async fn stop_worker(&mut self, index: usize) -> tokio::task::JoinHandle<()> {
+        let worker = self.workers.remove(index);
+        self.ops.remove(index);
+        worker.stop.cancel();
+        worker.task
+    }
+
+    /// The ledger key of this world for `parts` (e.g. `prompt:T1:C1:<ts>`).
+    pub async fn redis_exists(&self, key: &str) -> bool {
+        let client = redis::Client::open(isolation::redis_url()).expect("redis url");
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return false };
+        redis::cmd("EXISTS")
+            .arg(format!("{}{key}", self.redis_prefix))
+            .query_async::<bool>(&mut conn)
+            .await
+            .unwrap_or(false)
     }
 
     /// A fresh message `ts`, unique within the test.
@@ -200,22 +247,52 @@ impl World {
         self.slack.wait_for_posts(n, WAIT).await.expect("slack posts")
     }
 
-    /// Waits until the work queue and its delay tiers are empty and nothing is in
-    /// flight, i.e. every delivery was settled.
+    /// Waits until every delivery was settled: nothing ready in the work queue or its
+    /// delay tiers (read through AMQP, which is exact, unlike the management API's
+    /// sampled statistics) and nothing in flight in any worker, twice in a row.
     pub async fn settled(&self) {
-        let vhost = self.vhost.clone();
-        isolation::eventually(WAIT, || {
-            let vhost = vhost.clone();
-            async move {
-                let mut total = vhost.queue_depth(topology::WORK_QUEUE).await.ok()?;
-                for tier in timing_tiers() {
-                    total += vhost.queue_depth(&topology::work_retry_queue(tier)).await.ok()?;
-                }
-                (total == 0).then_some(())
-            }
-        })
+        isolation::eventually(WAIT, || async move { (self.idle().await && self.idle().await).then_some(()) })
         .await
-        .expect("queues drained");
+        .expect("every delivery settled");
+    }
+
+    async fn idle(&self) -> bool {
+        for ops in &self.ops {
+            let in_flight = self.metric(*ops, "spritz_worker_in_flight").await;
+            if in_flight != 0.0 {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("not settled: {in_flight} in flight");
+                }
+                return false;
+            }
+        }
+        let mut queues = vec![topology::WORK_QUEUE.to_owned()];
+        queues.extend(timing_tiers().into_iter().map(topology::work_retry_queue));
+        for queue in queues {
+            let ready = self.ready(&queue).await;
+            if ready != 0 {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("not settled: {queue} has {ready}");
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Messages ready in `queue`, read with a passive declare.
+    pub async fn ready(&self, queue: &str) -> u32 {
+        let Some(link) = self.publisher.wait_ready(WAIT).await else { return u32::MAX };
+        let Ok(channel) = link.create_channel().await else { return u32::MAX };
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        let _ = channel.close(200, "done".into()).await;
+        declared.map_or(u32::MAX, |d| d.message_count())
     }
 
     /// Reads one metric sample from a worker's `/metrics` (0 when absent).
@@ -234,6 +311,23 @@ impl World {
         }
         self.publisher.close().await;
         let _ = self.vhost.clone().delete().await;
+    }
+}
+
+/// A worker that can be killed like a crashed process.
+pub struct KillableWorker {
+    kill: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl KillableWorker {
+    /// Drops every task of the worker at once, then cuts the broker connections of the
+    /// vhost (lapin's IO thread outlives the runtime), so the broker hands its unacked
+    /// deliveries to other workers. Other clients reconnect by themselves.
+    pub async fn kill(self, world: &World) {
+        let _ = self.kill.send(());
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+        world.vhost.close_connections().await.expect("connections closed");
     }
 }
 
