@@ -155,3 +155,57 @@ async fn readiness_needs_the_broker_and_for_the_leader_a_synced_watch() {
     assert!(metrics.contains("spritz_notifier_watched_objects"));
     assert!(metrics.contains("spritz_build_info{process=\"notifier\""));
 }
+
+#[tokio::test]
+async fn a_replica_that_loses_the_lease_stops_watching_at_once_and_resumes_when_it_is_back() {
+    let world = World::start().await;
+    let a = world.leader("a").await;
+    let mut events = world.events().await;
+    world
+        .fake
+        .create_spritz("team-a", "concierge-1", Some("Provisioning"));
+    assert_eq!(events.next().await.event.phase, Phase::Provisioning);
+    world
+        .fake
+        .wait_for_annotation(
+            "team-a",
+            "concierge-1",
+            NOTIFIED_PHASE_ANNOTATION,
+            "Provisioning",
+            WAIT,
+        )
+        .await
+        .expect("recorded");
+
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    world.fake.put_lease(
+        crate::support::LEASE_NS,
+        "spritz-notifier",
+        serde_json::json!({"holderIdentity": "intruder", "leaseDurationSeconds": 3600, "acquireTime": now, "renewTime": now}),
+    );
+    assert!(
+        a.status.wait_for_leadership(false, WAIT).await,
+        "a notices it lost the lease"
+    );
+    world
+        .fake
+        .wait_until(WAIT, |fake| fake.watch_connections() == 0)
+        .await
+        .expect("a stopped watching");
+    assert!(!a.status.is_synced());
+
+    world.fake.set_phase("team-a", "concierge-1", "Ready");
+    world.fake.put_lease(
+        crate::support::LEASE_NS,
+        "spritz-notifier",
+        serde_json::json!({"leaseDurationSeconds": 1}),
+    );
+    assert!(
+        a.status.wait_for_leadership(true, WAIT).await,
+        "a takes the released lease back"
+    );
+    let ready = events.next().await;
+    assert_eq!(ready.event.phase, Phase::Ready);
+    assert_eq!(ready.event.previous_phase, Some(Phase::Provisioning));
+    assert!(events.until_marker(&world.fake, "team-a").await.is_empty());
+}
