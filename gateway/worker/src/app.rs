@@ -58,7 +58,10 @@ impl Application {
 
         let tiers = RetryTiers::with_defaults_and([config.timing.session_retry_interval]);
         let mut settings = BrokerSettings::new(config.amqp_url.clone(), "spritz-worker");
-        settings.topology = TopologyOptions { work_retry_tiers: tiers.clone(), ..TopologyOptions::default() };
+        settings.topology = TopologyOptions {
+            work_retry_tiers: tiers.clone(),
+            ..TopologyOptions::default()
+        };
         let (broker, broker_task) = Broker::start(settings, broker_metrics);
 
         let background = CancellationToken::new();
@@ -79,8 +82,15 @@ impl Application {
                 services.backend_token.clone(),
                 services.principal_id.clone(),
             ),
-            spritz: SpritzClient::new(http.clone(), services.spritz_base_url.clone(), services.spritz_service_token.clone()),
-            acp: AcpClient::new(services.spritz_base_url.clone(), services.spritz_service_token.clone()),
+            spritz: SpritzClient::new(
+                http.clone(),
+                services.spritz_base_url.clone(),
+                services.spritz_service_token.clone(),
+            ),
+            acp: AcpClient::new(
+                services.spritz_base_url.clone(),
+                services.spritz_service_token.clone(),
+            ),
             slack: SlackClient::new(http, services.slack_api_base_url.clone()),
         };
         let sessions = SessionCache::new(metrics.clone());
@@ -95,8 +105,19 @@ impl Application {
             config.timing.clone(),
             services.principal_id.clone(),
         ));
-        let settler = Settler { requeue: requeue.clone(), waker: waker.clone(), ledger: ledger.clone(), metrics: metrics.clone() };
-        let lifecycle = LifecycleHandler { sessions, waker, requeue, ledger: ledger.clone(), metrics };
+        let settler = Settler {
+            requeue: requeue.clone(),
+            waker: waker.clone(),
+            ledger: ledger.clone(),
+            metrics: metrics.clone(),
+        };
+        let lifecycle = LifecycleHandler {
+            sessions,
+            waker,
+            requeue,
+            ledger: ledger.clone(),
+            metrics,
+        };
 
         let ready_broker = broker.clone();
         let readiness = Readiness::new()
@@ -141,7 +162,11 @@ impl Application {
         let ops_stop = CancellationToken::new();
         let ops = tokio::spawn(self.ops.run(ops_stop.clone()));
         let consumers_stop = shutdown.child_token();
-        let lifecycle = tokio::spawn(lifecycle::run(self.broker.clone(), self.lifecycle, consumers_stop.clone()));
+        let lifecycle = tokio::spawn(lifecycle::run(
+            self.broker.clone(),
+            self.lifecycle,
+            consumers_stop.clone(),
+        ));
         let sync_broker = self.broker.clone();
         let sync_stop = consumers_stop.clone();
         let sync = match &self.config.lifecycle_notify {
@@ -149,12 +174,31 @@ impl Application {
                 let mut settings = BackendSyncSettings::new(notify.url.clone());
                 settings.token = notify.token.clone();
                 settings.timeout = notify.timeout;
-                tokio::spawn(backend_sync::run(sync_broker, settings, self.backend_sync_metrics, sync_stop))
+                tokio::spawn(backend_sync::run(
+                    sync_broker,
+                    settings,
+                    self.backend_sync_metrics,
+                    sync_stop,
+                ))
             }
-            None => tokio::spawn(backend_sync::run_without_webhook(sync_broker, self.backend_sync_metrics, sync_stop)),
+            None => tokio::spawn(backend_sync::run_without_webhook(
+                sync_broker,
+                self.backend_sync_metrics,
+                sync_stop,
+            )),
         };
-        let settings = ConsumerSettings { prefetch: self.config.prefetch, shutdown_grace: self.config.shutdown_grace };
-        consumer::run(self.broker.clone(), self.pipeline, self.settler, settings, shutdown).await;
+        let settings = ConsumerSettings {
+            prefetch: self.config.prefetch,
+            shutdown_grace: self.config.shutdown_grace,
+        };
+        consumer::run(
+            self.broker.clone(),
+            self.pipeline,
+            self.settler,
+            settings,
+            shutdown,
+        )
+        .await;
         let _ = lifecycle.await;
         let _ = sync.await;
         self.broker.close().await;

@@ -32,7 +32,10 @@ pub enum DlqCommand {
 
 /// `spritz-gateway worker`: parse config (exit 2 on error), run until SIGTERM.
 pub async fn worker_main() -> ExitCode {
-    let config = exit_on_error("spritz-gateway worker", WorkerConfig::from_env(&Env::process()));
+    let config = exit_on_error(
+        "spritz-gateway worker",
+        WorkerConfig::from_env(&Env::process()),
+    );
     telemetry::init_subscriber(telemetry::get_subscriber("info", std::io::stdout));
     let result = async {
         let app = Application::build(config).await?;
@@ -54,13 +57,24 @@ pub async fn worker_main() -> ExitCode {
 /// `spritz-gateway dlq …`: reads `SPRITZ_AMQP_URL` only.
 pub async fn dlq_main(command: DlqCommand) -> ExitCode {
     let env = Env::process();
-    let url = env.get(config::AMQP_URL).unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let url = env
+        .get(config::AMQP_URL)
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
     telemetry::init_subscriber(telemetry::get_subscriber("warn", std::io::stderr));
-    let (broker, task) = Broker::start(BrokerSettings::new(url, "spritz-dlq"), BrokerMetrics::unregistered());
+    let (broker, task) = Broker::start(
+        BrokerSettings::new(url, "spritz-dlq"),
+        BrokerMetrics::unregistered(),
+    );
     let result = match command {
-        DlqCommand::List => dlq::list(&broker).await.map(|parked| print!("{}", dlq::render_table(&parked))),
+        DlqCommand::List => dlq::list(&broker)
+            .await
+            .map(|parked| print!("{}", dlq::render_table(&parked))),
         DlqCommand::Replay { all, message_ids } => {
-            let selection = if all { Selection::All } else { Selection::Ids(message_ids) };
+            let selection = if all {
+                Selection::All
+            } else {
+                Selection::Ids(message_ids)
+            };
             dlq::replay(&broker, &selection).await.map(|report| {
                 for id in &report.replayed {
                     println!("replayed {id}");

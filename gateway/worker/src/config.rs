@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use spritz_service::config::{ConfigError, Env, Variable};
 use spritz_service::ListenAddr;
+use spritz_service::config::{ConfigError, Env, Variable};
 
 pub const AMQP_URL: &str = "SPRITZ_AMQP_URL";
 pub const REDIS_URL: &str = "SPRITZ_REDIS_URL";
@@ -42,28 +42,116 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 300;
 
 /// Every variable the worker reads, for `spritz-gateway worker --help`.
 pub const VARIABLES: &[Variable] = &[
-    Variable { name: AMQP_URL, default: Some(DEFAULT_AMQP_URL), help: "RabbitMQ URL" },
-    Variable { name: REDIS_URL, default: Some(DEFAULT_REDIS_URL), help: "Redis URL of the delivery ledger" },
-    Variable { name: REDIS_KEY_PREFIX, default: Some("spritz:"), help: "prefix of every ledger key" },
-    Variable { name: METRICS_ADDR, default: Some(":9464"), help: "/metrics, /healthz, /readyz listener" },
-    Variable { name: PREFETCH, default: Some("64"), help: "deliveries processed at once" },
-    Variable { name: SHUTDOWN_GRACE, default: Some("25s"), help: "time to finish in-flight deliveries on SIGTERM" },
-    Variable { name: CLAIM_LEASE, default: Some("30s"), help: "ledger claim lease (renewed while processing)" },
-    Variable { name: MAX_ATTEMPTS, default: Some("300"), help: "re-queues before a message is parked" },
-    Variable { name: BACKEND_BASE_URL, default: None, help: "backend internal API base URL" },
-    Variable { name: BACKEND_TOKEN, default: None, help: "backend internal API bearer token" },
-    Variable { name: SPRITZ_BASE_URL, default: None, help: "Spritz API base URL" },
-    Variable { name: SPRITZ_SERVICE_TOKEN, default: None, help: "Spritz API service token" },
-    Variable { name: PRINCIPAL_ID, default: None, help: "principal id of this gateway at the backend" },
-    Variable { name: SLACK_API_BASE_URL, default: Some(DEFAULT_SLACK_API), help: "Slack Web API base URL" },
-    Variable { name: HTTP_TIMEOUT, default: Some("15s"), help: "timeout of every outbound HTTP call" },
-    Variable { name: DEDUPE_TTL, default: Some("10m"), help: "how long the ledger remembers a message" },
-    Variable { name: PROCESSING_TIMEOUT, default: Some("60s"), help: "receivedAt to the terminal failure reply" },
-    Variable { name: SESSION_RETRY_INTERVAL, default: Some("1s"), help: "wait between session recovery attempts" },
-    Variable { name: STATUS_MESSAGE_DELAY, default: Some("3s"), help: "receivedAt to the \"still waking up\" message" },
-    Variable { name: LIFECYCLE_NOTIFY_URL, default: None, help: "backend lifecycle webhook (enables backend sync)" },
-    Variable { name: LIFECYCLE_NOTIFY_TOKEN, default: None, help: "bearer token of the lifecycle webhook" },
-    Variable { name: LIFECYCLE_NOTIFY_TIMEOUT, default: Some("3s"), help: "lifecycle webhook timeout" },
+    Variable {
+        name: AMQP_URL,
+        default: Some(DEFAULT_AMQP_URL),
+        help: "RabbitMQ URL",
+    },
+    Variable {
+        name: REDIS_URL,
+        default: Some(DEFAULT_REDIS_URL),
+        help: "Redis URL of the delivery ledger",
+    },
+    Variable {
+        name: REDIS_KEY_PREFIX,
+        default: Some("spritz:"),
+        help: "prefix of every ledger key",
+    },
+    Variable {
+        name: METRICS_ADDR,
+        default: Some(":9464"),
+        help: "/metrics, /healthz, /readyz listener",
+    },
+    Variable {
+        name: PREFETCH,
+        default: Some("64"),
+        help: "deliveries processed at once",
+    },
+    Variable {
+        name: SHUTDOWN_GRACE,
+        default: Some("25s"),
+        help: "time to finish in-flight deliveries on SIGTERM",
+    },
+    Variable {
+        name: CLAIM_LEASE,
+        default: Some("30s"),
+        help: "ledger claim lease (renewed while processing)",
+    },
+    Variable {
+        name: MAX_ATTEMPTS,
+        default: Some("300"),
+        help: "re-queues before a message is parked",
+    },
+    Variable {
+        name: BACKEND_BASE_URL,
+        default: None,
+        help: "backend internal API base URL",
+    },
+    Variable {
+        name: BACKEND_TOKEN,
+        default: None,
+        help: "backend internal API bearer token",
+    },
+    Variable {
+        name: SPRITZ_BASE_URL,
+        default: None,
+        help: "Spritz API base URL",
+    },
+    Variable {
+        name: SPRITZ_SERVICE_TOKEN,
+        default: None,
+        help: "Spritz API service token",
+    },
+    Variable {
+        name: PRINCIPAL_ID,
+        default: None,
+        help: "principal id of this gateway at the backend",
+    },
+    Variable {
+        name: SLACK_API_BASE_URL,
+        default: Some(DEFAULT_SLACK_API),
+        help: "Slack Web API base URL",
+    },
+    Variable {
+        name: HTTP_TIMEOUT,
+        default: Some("15s"),
+        help: "timeout of every outbound HTTP call",
+    },
+    Variable {
+        name: DEDUPE_TTL,
+        default: Some("10m"),
+        help: "how long the ledger remembers a message",
+    },
+    Variable {
+        name: PROCESSING_TIMEOUT,
+        default: Some("60s"),
+        help: "receivedAt to the terminal failure reply",
+    },
+    Variable {
+        name: SESSION_RETRY_INTERVAL,
+        default: Some("1s"),
+        help: "wait between session recovery attempts",
+    },
+    Variable {
+        name: STATUS_MESSAGE_DELAY,
+        default: Some("3s"),
+        help: "receivedAt to the \"still waking up\" message",
+    },
+    Variable {
+        name: LIFECYCLE_NOTIFY_URL,
+        default: None,
+        help: "backend lifecycle webhook (enables backend sync)",
+    },
+    Variable {
+        name: LIFECYCLE_NOTIFY_TOKEN,
+        default: None,
+        help: "bearer token of the lifecycle webhook",
+    },
+    Variable {
+        name: LIFECYCLE_NOTIFY_TIMEOUT,
+        default: Some("3s"),
+        help: "lifecycle webhook timeout",
+    },
 ];
 
 /// Timing of the delivery pipeline (SPEC §5 clock).
@@ -125,13 +213,23 @@ impl WorkerConfig {
     /// # Errors
     /// The first missing or malformed variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let prefetch = env.parse::<u16>(PREFETCH, "a number from 1 to 65535")?.unwrap_or(DEFAULT_PREFETCH);
+        let prefetch = env
+            .parse::<u16>(PREFETCH, "a number from 1 to 65535")?
+            .unwrap_or(DEFAULT_PREFETCH);
         if prefetch == 0 {
-            return Err(ConfigError::new(PREFETCH, "expected a number from 1 to 65535, got \"0\""));
+            return Err(ConfigError::new(
+                PREFETCH,
+                "expected a number from 1 to 65535, got \"0\"",
+            ));
         }
-        let max_attempts = env.parse::<u32>(MAX_ATTEMPTS, "a positive number")?.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        let max_attempts = env
+            .parse::<u32>(MAX_ATTEMPTS, "a positive number")?
+            .unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if max_attempts == 0 {
-            return Err(ConfigError::new(MAX_ATTEMPTS, "expected a positive number, got \"0\""));
+            return Err(ConfigError::new(
+                MAX_ATTEMPTS,
+                "expected a positive number, got \"0\"",
+            ));
         }
         let services = Services {
             backend_base_url: env.url(BACKEND_BASE_URL, None)?,
@@ -142,9 +240,11 @@ impl WorkerConfig {
             slack_api_base_url: env.url(SLACK_API_BASE_URL, Some(DEFAULT_SLACK_API))?,
         };
         let timing = Timing {
-            status_message_delay: env.duration(STATUS_MESSAGE_DELAY, Some(Duration::from_secs(3)))?,
+            status_message_delay: env
+                .duration(STATUS_MESSAGE_DELAY, Some(Duration::from_secs(3)))?,
             processing_timeout: env.duration(PROCESSING_TIMEOUT, Some(Duration::from_secs(60)))?,
-            session_retry_interval: env.duration(SESSION_RETRY_INTERVAL, Some(Duration::from_secs(1)))?,
+            session_retry_interval: env
+                .duration(SESSION_RETRY_INTERVAL, Some(Duration::from_secs(1)))?,
             http_timeout: env.duration(HTTP_TIMEOUT, Some(Duration::from_secs(15)))?,
             dedupe_ttl: env.duration(DEDUPE_TTL, Some(Duration::from_secs(600)))?,
             claim_lease: env.duration(CLAIM_LEASE, Some(Duration::from_secs(30)))?,
@@ -158,18 +258,27 @@ impl WorkerConfig {
                 timeout: env.duration(LIFECYCLE_NOTIFY_TIMEOUT, Some(Duration::from_secs(3)))?,
             }),
         };
-        let redis_url = env.get(REDIS_URL).unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
+        let redis_url = env
+            .get(REDIS_URL)
+            .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
         if redis::Client::open(redis_url.as_str()).is_err() {
             return Err(ConfigError::new(REDIS_URL, "expected a redis:// URL"));
         }
-        let amqp_url = env.get(AMQP_URL).unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
+        let amqp_url = env
+            .get(AMQP_URL)
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
         if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err(ConfigError::new(AMQP_URL, "expected an amqp:// or amqps:// URL"));
+            return Err(ConfigError::new(
+                AMQP_URL,
+                "expected an amqp:// or amqps:// URL",
+            ));
         }
         Ok(Self {
             amqp_url,
             redis_url,
-            redis_key_prefix: env.get(REDIS_KEY_PREFIX).unwrap_or_else(|| "spritz:".to_owned()),
+            redis_key_prefix: env
+                .get(REDIS_KEY_PREFIX)
+                .unwrap_or_else(|| "spritz:".to_owned()),
             metrics_addr: env.listen_addr(METRICS_ADDR, Some(":9464"))?.0,
             prefetch,
             shutdown_grace: env.duration(SHUTDOWN_GRACE, Some(Duration::from_secs(25)))?,
@@ -206,20 +315,36 @@ mod tests {
         assert_eq!(config.timing.session_retry_interval, Duration::from_secs(1));
         assert_eq!(config.timing.status_message_delay, Duration::from_secs(3));
         assert_eq!(config.timing.dedupe_ttl, Duration::from_secs(600));
-        assert_eq!(config.services.backend_base_url.as_str(), "http://backend/base");
+        assert_eq!(
+            config.services.backend_base_url.as_str(),
+            "http://backend/base"
+        );
         assert_eq!(config.metrics_addr.port(), 9464);
         assert!(config.lifecycle_notify.is_none());
     }
 
     #[test]
     fn a_missing_or_malformed_variable_is_named() {
-        for (name, bad) in [(PREFETCH, "lots"), (PREFETCH, "0"), (DEDUPE_TTL, "forever"), (REDIS_URL, "http://x")] {
+        for (name, bad) in [
+            (PREFETCH, "lots"),
+            (PREFETCH, "0"),
+            (DEDUPE_TTL, "forever"),
+            (REDIS_URL, "http://x"),
+        ] {
             let mut vars = minimal();
             vars.push((name, bad));
             let error = WorkerConfig::from_env(&Env::from_map(vars)).expect_err(name);
             assert_eq!(error.variable, name);
         }
-        let vars: Vec<_> = minimal().into_iter().filter(|(k, _)| *k != PRINCIPAL_ID).collect();
-        assert_eq!(WorkerConfig::from_env(&Env::from_map(vars)).expect_err("missing").variable, PRINCIPAL_ID);
+        let vars: Vec<_> = minimal()
+            .into_iter()
+            .filter(|(k, _)| *k != PRINCIPAL_ID)
+            .collect();
+        assert_eq!(
+            WorkerConfig::from_env(&Env::from_map(vars))
+                .expect_err("missing")
+                .variable,
+            PRINCIPAL_ID
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::Acker;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use spritz_proto::topology;
 use spritz_service::{Broker, Link};
@@ -35,17 +37,37 @@ pub struct Settler {
 
 impl Settler {
     /// Does what `outcome` asks of the broker. Returns whether the delivery was acked.
-    pub async fn settle(&self, acker: &Acker, incoming: &Incoming, outcome: Outcome, started: Instant) -> bool {
+    pub async fn settle(
+        &self,
+        acker: &Acker,
+        incoming: &Incoming,
+        outcome: Outcome,
+        started: Instant,
+    ) -> bool {
         let acked = match &outcome {
-            Outcome::RetryLater { stage, after, event } => {
-                match self.requeue.retry(event, &incoming.properties, *after).await {
+            Outcome::RetryLater {
+                stage,
+                after,
+                event,
+            } => {
+                match self
+                    .requeue
+                    .retry(event, &incoming.properties, *after)
+                    .await
+                {
                     Ok(delay) => {
-                        self.metrics.retries.with_label_values(&[stage.as_str()]).inc();
+                        self.metrics
+                            .retries
+                            .with_label_values(&[stage.as_str()])
+                            .inc();
                         let acked = ack(acker).await;
-                        if *stage == RetryStage::Session && !delay.is_zero()
+                        if *stage == RetryStage::Session
+                            && !delay.is_zero()
                             && self.waker.note(event, &incoming.properties, delay, started)
                         {
-                            self.waker.wake_event(&event.event_id, &self.requeue, &self.ledger).await;
+                            self.waker
+                                .wake_event(&event.event_id, &self.requeue, &self.ledger)
+                                .await;
                         }
                         acked
                     }
@@ -56,7 +78,11 @@ impl Settler {
                     }
                 }
             }
-            Outcome::ParkingLot { reason } => match self.requeue.park(&incoming.body, &incoming.properties, reason).await {
+            Outcome::ParkingLot { reason } => match self
+                .requeue
+                .park(&incoming.body, &incoming.properties, reason)
+                .await
+            {
                 Ok(()) => ack(acker).await,
                 Err(error) => {
                     tracing::warn!(error = %error, "parking-lot copy not confirmed; handing the delivery back");
@@ -70,7 +96,10 @@ impl Settler {
             }
             _ => ack(acker).await,
         };
-        self.metrics.deliveries.with_label_values(&[outcome.label()]).inc();
+        self.metrics
+            .deliveries
+            .with_label_values(&[outcome.label()])
+            .inc();
         acked
     }
 }
@@ -87,7 +116,13 @@ async fn ack(acker: &Acker) -> bool {
 }
 
 async fn nack(acker: &Acker) {
-    if let Err(error) = acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+    if let Err(error) = acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+    {
         tracing::warn!(error = %error, "nack failed");
     }
 }
@@ -112,9 +147,17 @@ pub async fn run(
     let hand_back = CancellationToken::new();
     let mut links = broker.links();
     loop {
-        let link = links.borrow_and_update().clone().filter(|link| !link.is_broken());
+        let link = links
+            .borrow_and_update()
+            .clone()
+            .filter(|link| !link.is_broken());
         if let Some(link) = link {
-            let work = Work { pipeline: &pipeline, settler: &settler, tracker: &tracker, hand_back: &hand_back };
+            let work = Work {
+                pipeline: &pipeline,
+                settler: &settler,
+                tracker: &tracker,
+                hand_back: &hand_back,
+            };
             if let Err(error) = consume_on(&link, &settings, &work, &shutdown).await {
                 tracing::warn!(error = %error, "work consumer stopped; waiting for a new broker link");
                 link.report_broken();
@@ -139,7 +182,10 @@ async fn drain(tracker: &TaskTracker, hand_back: &CancellationToken, grace: Dura
         tracing::info!(in_flight, "waiting for in-flight deliveries");
     }
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(in_flight = tracker.len(), "grace period over; handing in-flight deliveries back");
+        tracing::warn!(
+            in_flight = tracker.len(),
+            "grace period over; handing in-flight deliveries back"
+        );
         hand_back.cancel();
         tracker.wait().await;
     }
@@ -159,7 +205,9 @@ async fn consume_on(
     shutdown: &CancellationToken,
 ) -> Result<(), lapin::Error> {
     let channel = link.create_channel().await?;
-    channel.basic_qos(settings.prefetch, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
     let mut consumer = channel
         .basic_consume(
             ShortString::from(topology::WORK_QUEUE),
@@ -168,7 +216,11 @@ async fn consume_on(
             FieldTable::default(),
         )
         .await?;
-    tracing::info!(generation = link.generation(), prefetch = settings.prefetch, "consuming the work queue");
+    tracing::info!(
+        generation = link.generation(),
+        prefetch = settings.prefetch,
+        "consuming the work queue"
+    );
     loop {
         tokio::select! {
             next = consumer.next() => match next {
@@ -202,7 +254,11 @@ fn spawn_delivery(delivery: lapin::message::Delivery, work: &Work<'_>) {
         let started = Instant::now();
         settler.metrics.in_flight.inc();
         let acker = delivery.acker;
-        let incoming = Incoming { body: delivery.data, properties: delivery.properties, redelivered: delivery.redelivered };
+        let incoming = Incoming {
+            body: delivery.data,
+            properties: delivery.properties,
+            redelivered: delivery.redelivered,
+        };
         let outcome = tokio::select! {
             outcome = pipeline.process(&incoming) => outcome,
             () = hand_back.cancelled() => Outcome::HandBack,

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::BasicProperties;
 use lapin::Acker;
+use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use spritz_proto::properties::{self, Envelope};
@@ -71,7 +71,10 @@ struct Held {
 /// # Errors
 /// The broker is unreachable or refused a call.
 pub async fn list(broker: &Broker) -> Result<Vec<Parked>> {
-    let link = broker.wait_ready(Duration::from_secs(10)).await.ok_or(Error::BrokerUnavailable)?;
+    let link = broker
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .ok_or(Error::BrokerUnavailable)?;
     let channel = link.create_channel().await?;
     let held = take_all(&channel).await?;
     let _ = channel.close(200, ShortString::from("dlq list done")).await;
@@ -85,7 +88,10 @@ pub async fn list(broker: &Broker) -> Result<Vec<Parked>> {
 /// The broker is unreachable, or a publish was not confirmed (the messages not yet
 /// replayed stay parked).
 pub async fn replay(broker: &Broker, selection: &Selection) -> Result<ReplayReport> {
-    let link = broker.wait_ready(Duration::from_secs(10)).await.ok_or(Error::BrokerUnavailable)?;
+    let link = broker
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .ok_or(Error::BrokerUnavailable)?;
     let channel = link.create_channel().await?;
     let held = take_all(&channel).await?;
     let wanted: Option<HashSet<&str>> = match selection {
@@ -95,12 +101,20 @@ pub async fn replay(broker: &Broker, selection: &Selection) -> Result<ReplayRepo
     let mut report = ReplayReport::default();
     let mut result = Ok(());
     for message in &held {
-        if wanted.as_ref().is_some_and(|w| !w.contains(message.parked.message_id.as_str())) {
+        if wanted
+            .as_ref()
+            .is_some_and(|w| !w.contains(message.parked.message_id.as_str()))
+        {
             continue;
         }
         let envelope = replay_envelope(&message.properties);
         if let Err(error) = broker
-            .publish(&message.parked.origin_exchange, &message.parked.origin_routing_key, &message.body, &envelope)
+            .publish(
+                &message.parked.origin_exchange,
+                &message.parked.origin_routing_key,
+                &message.body,
+                &envelope,
+            )
             .await
         {
             result = Err(error.into());
@@ -111,9 +125,15 @@ pub async fn replay(broker: &Broker, selection: &Selection) -> Result<ReplayRepo
     }
     if let Selection::Ids(ids) = selection {
         let present: HashSet<&str> = held.iter().map(|h| h.parked.message_id.as_str()).collect();
-        report.missing = ids.iter().filter(|id| !present.contains(id.as_str())).cloned().collect();
+        report.missing = ids
+            .iter()
+            .filter(|id| !present.contains(id.as_str()))
+            .cloned()
+            .collect();
     }
-    let _ = channel.close(200, ShortString::from("dlq replay done")).await;
+    let _ = channel
+        .close(200, ShortString::from("dlq replay done"))
+        .await;
     result.map(|()| report)
 }
 
@@ -173,7 +193,10 @@ async fn take_all(channel: &lapin::Channel) -> Result<Vec<Held>> {
     let declared = channel
         .queue_declare(
             ShortString::from(topology::PARKING_LOT_QUEUE),
-            QueueDeclareOptions { passive: true, ..Default::default() },
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
@@ -217,7 +240,12 @@ fn describe(delivery: lapin::message::Delivery) -> Held {
     let event: Option<SlackEvent> = spritz_proto::decode(&delivery.data).ok();
     let attempts = properties::header_i64(props, properties::ATTEMPT)
         .filter(|a| *a > 0)
-        .or_else(|| event.as_ref().and_then(|e| e.resume.as_ref()).map(|r| i64::from(r.attempt)))
+        .or_else(|| {
+            event
+                .as_ref()
+                .and_then(|e| e.resume.as_ref())
+                .map(|r| i64::from(r.attempt))
+        })
         .unwrap_or(0)
         .max(death.as_ref().map_or(0, |d| d.count));
     let parked_at = properties::header_i64(props, properties::PARKED_AT)
@@ -229,11 +257,19 @@ fn describe(delivery: lapin::message::Delivery) -> Held {
         attempts,
         age_secs,
         team_id: event.as_ref().map(|e| e.team_id.clone()),
-        channel_id: event.as_ref().and_then(|e| e.user_message()).map(|m| m.channel.clone()),
+        channel_id: event
+            .as_ref()
+            .and_then(|e| e.user_message())
+            .map(|m| m.channel.clone()),
         origin_exchange,
         origin_routing_key,
     };
-    Held { parked, body: delivery.data, properties: delivery.properties, acker: delivery.acker }
+    Held {
+        parked,
+        body: delivery.data,
+        properties: delivery.properties,
+        acker: delivery.acker,
+    }
 }
 
 struct Death {
@@ -284,7 +320,12 @@ fn first_death(props: &BasicProperties) -> Option<Death> {
 fn replay_envelope(original: &BasicProperties) -> Envelope {
     let mut envelope = copy_envelope(
         original,
-        &[properties::PARK_REASON, properties::ORIGIN_EXCHANGE, properties::ORIGIN_ROUTING_KEY, properties::PARKED_AT],
+        &[
+            properties::PARK_REASON,
+            properties::ORIGIN_EXCHANGE,
+            properties::ORIGIN_ROUTING_KEY,
+            properties::PARKED_AT,
+        ],
     );
     if original.kind().is_none() {
         envelope.message_type = MessageType::SlackEvent;
@@ -310,7 +351,9 @@ mod tests {
         }]);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("MESSAGE ID"));
-        assert!(lines[1].contains("Ev1") && lines[1].contains("malformed") && lines[1].contains("75s"));
+        assert!(
+            lines[1].contains("Ev1") && lines[1].contains("malformed") && lines[1].contains("75s")
+        );
         assert!(lines[1].trim_end().ends_with('-'));
         assert_eq!(lines[2], "1 parked message(s)");
     }

@@ -23,8 +23,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -171,7 +171,13 @@ impl Ledger {
     ///
     /// # Errors
     /// The URL is not a Redis URL.
-    pub fn connect(redis_url: &str, prefix: &str, ttl: Duration, timeout: Duration, stop: CancellationToken) -> Result<Self> {
+    pub fn connect(
+        redis_url: &str,
+        prefix: &str,
+        ttl: Duration,
+        timeout: Duration,
+        stop: CancellationToken,
+    ) -> Result<Self> {
         let client = redis::Client::open(redis_url)?;
         let ledger = Self {
             connection: Arc::new(OnceCell::new()),
@@ -222,7 +228,10 @@ impl Ledger {
     }
 
     fn conn(&self) -> Result<ConnectionManager> {
-        self.connection.get().cloned().ok_or(Error::RedisUnavailable)
+        self.connection
+            .get()
+            .cloned()
+            .ok_or(Error::RedisUnavailable)
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -240,12 +249,21 @@ impl Ledger {
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn claim(&self, event_id: &str, message_key: Option<&str>, attempt: u32, lease: Duration) -> Result<ClaimResult> {
+    pub async fn claim(
+        &self,
+        event_id: &str,
+        message_key: Option<&str>,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<ClaimResult> {
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let done_event = self.key(&["done", "event", event_id]);
         let claim_event = self.key(&["claim", "event", event_id]);
         let (done_msg, claim_msg) = match message_key {
-            Some(key) => (self.key(&["done", "msg", key]), self.key(&["claim", "msg", key])),
+            Some(key) => (
+                self.key(&["done", "msg", key]),
+                self.key(&["claim", "msg", key]),
+            ),
             None => (done_event.clone(), claim_event.clone()),
         };
         let wake = self.key(&["wake", event_id]);
@@ -274,7 +292,11 @@ impl Ledger {
                     keys.push(claim_msg);
                     done_keys.push(done_msg);
                 }
-                ClaimResult::Claimed(Claim { owner, keys, done_keys })
+                ClaimResult::Claimed(Claim {
+                    owner,
+                    keys,
+                    done_keys,
+                })
             }
         })
     }
@@ -283,7 +305,12 @@ impl Ledger {
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn renew(&self, claim: &Claim, lock: Option<&ConversationLock>, lease: Duration) -> Result<()> {
+    pub async fn renew(
+        &self,
+        claim: &Claim,
+        lock: Option<&ConversationLock>,
+        lease: Duration,
+    ) -> Result<()> {
         let mut conn = self.conn()?;
         let mut invocation = self.scripts.renew.prepare_invoke();
         for key in claim.keys.iter().chain(lock.map(|l| &l.key)) {
@@ -319,7 +346,10 @@ impl Ledger {
         for key in claim.done_keys.iter().chain(&claim.keys) {
             invocation.key(key);
         }
-        invocation.arg(&claim.owner).arg(self.ttl_ms()).arg(claim.done_keys.len());
+        invocation
+            .arg(&claim.owner)
+            .arg(self.ttl_ms())
+            .arg(claim.done_keys.len());
         let _: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(())
     }
@@ -358,7 +388,12 @@ impl Ledger {
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn reserve_status(&self, message_key: &str, purpose: StatusPurpose, owner: &str) -> Result<bool> {
+    pub async fn reserve_status(
+        &self,
+        message_key: &str,
+        purpose: StatusPurpose,
+        owner: &str,
+    ) -> Result<bool> {
         let mut conn = self.conn()?;
         let set: Option<String> = redis::cmd("SET")
             .arg(self.key(&["status", message_key, purpose.as_str()]))
@@ -375,7 +410,13 @@ impl Ledger {
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn confirm_status(&self, message_key: &str, purpose: StatusPurpose, owner: &str, ts: &str) -> Result<()> {
+    pub async fn confirm_status(
+        &self,
+        message_key: &str,
+        purpose: StatusPurpose,
+        owner: &str,
+        ts: &str,
+    ) -> Result<()> {
         let mut conn = self.conn()?;
         let _: i64 = self
             .scripts
@@ -393,7 +434,12 @@ impl Ledger {
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn release_status(&self, message_key: &str, purpose: StatusPurpose, owner: &str) -> Result<()> {
+    pub async fn release_status(
+        &self,
+        message_key: &str,
+        purpose: StatusPurpose,
+        owner: &str,
+    ) -> Result<()> {
         let mut conn = self.conn()?;
         let _: i64 = self
             .scripts
@@ -448,7 +494,13 @@ impl Ledger {
     /// Redis is unreachable (the lease then runs out by itself).
     pub async fn unlock_conversation(&self, lock: &ConversationLock, claim: &Claim) -> Result<()> {
         let mut conn = self.conn()?;
-        let _: i64 = self.scripts.release.key(&lock.key).arg(&claim.owner).invoke_async(&mut conn).await?;
+        let _: i64 = self
+            .scripts
+            .release
+            .key(&lock.key)
+            .arg(&claim.owner)
+            .invoke_async(&mut conn)
+            .await?;
         Ok(())
     }
 
@@ -472,5 +524,7 @@ impl Ledger {
 }
 
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }

@@ -35,20 +35,31 @@ impl LifecycleHandler {
     pub async fn apply(&self, event: &LifecycleEvent) {
         let phase = event.phase;
         let action = if phase.invalidates_sessions() {
-            let dropped = self.sessions.invalidate_runtime(&event.namespace, &event.instance_id);
+            let dropped = self
+                .sessions
+                .invalidate_runtime(&event.namespace, &event.instance_id);
             tracing::info!(namespace = %event.namespace, instance_id = %event.instance_id, %phase, dropped, "runtime ending; sessions dropped");
             "invalidated"
         } else if phase == Phase::Ready {
             let woken = self
                 .waker
-                .wake_runtime(&event.namespace, &event.instance_id, &self.sessions, &self.requeue, &self.ledger)
+                .wake_runtime(
+                    &event.namespace,
+                    &event.instance_id,
+                    &self.sessions,
+                    &self.requeue,
+                    &self.ledger,
+                )
                 .await;
             tracing::info!(namespace = %event.namespace, instance_id = %event.instance_id, woken, "runtime ready; waiting deliveries woken");
             "woke"
         } else {
             "ignored"
         };
-        self.metrics.lifecycle_events.with_label_values(&[phase.as_str(), action]).inc();
+        self.metrics
+            .lifecycle_events
+            .with_label_values(&[phase.as_str(), action])
+            .inc();
     }
 }
 
@@ -56,12 +67,15 @@ impl LifecycleHandler {
 pub async fn run(broker: Broker, handler: LifecycleHandler, shutdown: CancellationToken) {
     let mut links = broker.links();
     loop {
-        let link = links.borrow_and_update().clone().filter(|link| !link.is_broken());
-        if let Some(link) = link {
-            if let Err(error) = consume_on(&link, &handler, &shutdown).await {
-                tracing::warn!(error = %error, "lifecycle consumer stopped; waiting for a new broker link");
-                link.report_broken();
-            }
+        let link = links
+            .borrow_and_update()
+            .clone()
+            .filter(|link| !link.is_broken());
+        if let Some(link) = link
+            && let Err(error) = consume_on(&link, &handler, &shutdown).await
+        {
+            tracing::warn!(error = %error, "lifecycle consumer stopped; waiting for a new broker link");
+            link.report_broken();
         }
         if shutdown.is_cancelled() {
             return;
@@ -73,7 +87,11 @@ pub async fn run(broker: Broker, handler: LifecycleHandler, shutdown: Cancellati
     }
 }
 
-async fn consume_on(link: &Link, handler: &LifecycleHandler, shutdown: &CancellationToken) -> Result<(), lapin::Error> {
+async fn consume_on(
+    link: &Link,
+    handler: &LifecycleHandler,
+    shutdown: &CancellationToken,
+) -> Result<(), lapin::Error> {
     let channel = link.create_channel().await?;
     channel.basic_qos(32, BasicQosOptions::default()).await?;
     let queue = topology::declare_lifecycle_broadcast_queue(&channel).await?;
@@ -81,7 +99,10 @@ async fn consume_on(link: &Link, handler: &LifecycleHandler, shutdown: &Cancella
         .basic_consume(
             ShortString::from(queue.as_str()),
             ShortString::from(""),
-            BasicConsumeOptions { exclusive: true, ..Default::default() },
+            BasicConsumeOptions {
+                exclusive: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;

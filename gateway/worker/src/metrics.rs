@@ -41,20 +41,32 @@ impl WorkerMetrics {
     /// A metric of the same name is already registered.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let deliveries = IntCounterVec::new(
-            Opts::new("spritz_worker_deliveries_total", "Deliveries taken off the work queue, by outcome"),
+            Opts::new(
+                "spritz_worker_deliveries_total",
+                "Deliveries taken off the work queue, by outcome",
+            ),
             &["outcome"],
         )?;
         let stage_seconds = HistogramVec::new(
-            HistogramOpts::new("spritz_worker_stage_seconds", "One call to an external service")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "spritz_worker_stage_seconds",
+                "One call to an external service",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["stage"],
         )?;
         let receive_to_reply = Histogram::with_opts(
-            HistogramOpts::new("spritz_worker_receive_to_reply_seconds", "Gateway receivedAt to reply posted")
-                .buckets(END_TO_END_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "spritz_worker_receive_to_reply_seconds",
+                "Gateway receivedAt to reply posted",
+            )
+            .buckets(END_TO_END_BUCKETS.to_vec()),
         )?;
         let status_messages = IntCounterVec::new(
-            Opts::new("spritz_worker_status_messages_total", "Status and failure messages posted to Slack"),
+            Opts::new(
+                "spritz_worker_status_messages_total",
+                "Status and failure messages posted to Slack",
+            ),
             &["purpose"],
         )?;
         let time_to_first_status = Histogram::with_opts(
@@ -65,16 +77,25 @@ impl WorkerMetrics {
             .buckets(END_TO_END_BUCKETS.to_vec()),
         )?;
         let session_cache = IntCounterVec::new(
-            Opts::new("spritz_worker_session_cache_total", "Session cache lookups and invalidations"),
+            Opts::new(
+                "spritz_worker_session_cache_total",
+                "Session cache lookups and invalidations",
+            ),
             &["result"],
         )?;
         let retries = IntCounterVec::new(
-            Opts::new("spritz_worker_retries_total", "Deliveries re-queued through a delay tier"),
+            Opts::new(
+                "spritz_worker_retries_total",
+                "Deliveries re-queued through a delay tier",
+            ),
             &["stage"],
         )?;
         let in_flight = IntGauge::new("spritz_worker_in_flight", "Deliveries being processed now")?;
         let lifecycle_events = IntCounterVec::new(
-            Opts::new("spritz_worker_lifecycle_events_total", "Lifecycle events seen by this worker"),
+            Opts::new(
+                "spritz_worker_lifecycle_events_total",
+                "Lifecycle events seen by this worker",
+            ),
             &["phase", "action"],
         )?;
         for outcome in OUTCOMES {
@@ -89,7 +110,13 @@ impl WorkerMetrics {
         for result in ["hit", "miss", "invalidated"] {
             session_cache.with_label_values(&[result]);
         }
-        for stage in ["session", "conversation_busy", "reply", "disconnect", "ledger"] {
+        for stage in [
+            "session",
+            "conversation_busy",
+            "reply",
+            "disconnect",
+            "ledger",
+        ] {
             retries.with_label_values(&[stage]);
         }
         registry.register(Box::new(deliveries.clone()))?;

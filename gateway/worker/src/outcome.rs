@@ -18,7 +18,11 @@ pub struct Incoming {
 
 impl Incoming {
     pub fn new(body: Vec<u8>, properties: BasicProperties) -> Self {
-        Self { body, properties, redelivered: false }
+        Self {
+            body,
+            properties,
+            redelivered: false,
+        }
     }
 }
 
@@ -75,7 +79,11 @@ pub enum Outcome {
     Dropped(DropReason),
     /// Publish `event` (carrying its resume state) to the delay tier at or above
     /// `after` (straight back to the work queue when zero), then ack.
-    RetryLater { stage: RetryStage, after: Duration, event: Box<SlackEvent> },
+    RetryLater {
+        stage: RetryStage,
+        after: Duration,
+        event: Box<SlackEvent>,
+    },
     /// Publish the message to the parking lot with `reason`, then ack.
     ParkingLot { reason: &'static str },
     /// Give the message back to the broker unchanged (nack with requeue): shutdown.

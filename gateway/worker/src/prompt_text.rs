@@ -38,7 +38,10 @@ pub fn prompt_text(team_id: &str, message: &UserMessage) -> String {
     };
     // Serialising a struct of strings and a bool cannot fail.
     let json = serde_json::to_string(&context).unwrap_or_default();
-    format!("<spritz-channel-context>{json}</spritz-channel-context>\n\n{}", message.text.trim())
+    format!(
+        "<spritz-channel-context>{json}</spritz-channel-context>\n\n{}",
+        message.text.trim()
+    )
 }
 
 fn non_empty(value: Option<&String>) -> Option<&str> {
@@ -48,10 +51,20 @@ fn non_empty(value: Option<&String>) -> Option<&str> {
 /// A stable, Kubernetes-name-safe conversation id for the message's conversation:
 /// `slack-<team>-<channel>-<external id>`, lower case, `[a-z0-9-]`, at most 63 chars.
 pub fn conversation_name(team_id: &str, message: &UserMessage) -> String {
-    let raw = format!("slack-{team_id}-{}-{}", message.channel, message.external_conversation_id());
+    let raw = format!(
+        "slack-{team_id}-{}-{}",
+        message.channel,
+        message.external_conversation_id()
+    );
     let mut name: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     name.truncate(63);
     name.trim_end_matches('-').to_owned()
@@ -79,21 +92,30 @@ mod tests {
     #[test]
     fn the_prompt_is_a_context_block_a_blank_line_and_the_text() {
         let text = prompt_text("T1", &message(None));
-        let (block, rest) = text.split_once("</spritz-channel-context>\n\n").expect("block");
+        let (block, rest) = text
+            .split_once("</spritz-channel-context>\n\n")
+            .expect("block");
         assert_eq!(rest, "what is up?");
         let json: serde_json::Value =
-            serde_json::from_str(block.trim_start_matches("<spritz-channel-context>")).expect("json");
+            serde_json::from_str(block.trim_start_matches("<spritz-channel-context>"))
+                .expect("json");
         assert_eq!(json["source"], "spritz-slack-gateway");
         assert_eq!(json["workspace_id"], "T1");
         assert_eq!(json["conversation_id"], "1700000000.000100");
         assert_eq!(json["direct_message"], false);
-        assert!(json.get("thread_ts").is_none(), "empty optional fields are omitted");
+        assert!(
+            json.get("thread_ts").is_none(),
+            "empty optional fields are omitted"
+        );
     }
 
     #[test]
     fn conversation_names_are_stable_and_kubernetes_safe() {
         let name = conversation_name("T1", &message(Some("1700000000.000001")));
         assert_eq!(name, "slack-t1-c1-1700000000-000001");
-        assert_eq!(name, conversation_name("T1", &message(Some("1700000000.000001"))));
+        assert_eq!(
+            name,
+            conversation_name("T1", &message(Some("1700000000.000001")))
+        );
     }
 }

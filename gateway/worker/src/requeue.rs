@@ -48,19 +48,35 @@ impl Requeue {
     ///
     /// # Errors
     /// The copy was not confirmed; the original must not be acked.
-    pub async fn retry(&self, event: &SlackEvent, original: &BasicProperties, after: Duration) -> Result<Duration> {
+    pub async fn retry(
+        &self,
+        event: &SlackEvent,
+        original: &BasicProperties,
+        after: Duration,
+    ) -> Result<Duration> {
         let body = serde_json::to_vec(event)?;
         let attempt = event.resume.as_ref().map_or(0, |r| r.attempt);
-        let envelope = copy_envelope(original, &[properties::ATTEMPT]).with_number(properties::ATTEMPT, i64::from(attempt));
+        let envelope = copy_envelope(original, &[properties::ATTEMPT])
+            .with_number(properties::ATTEMPT, i64::from(attempt));
         if after.is_zero() {
             self.broker
-                .publish(topology::WORK_EXCHANGE, topology::WORK_ROUTING_KEY, &body, &envelope)
+                .publish(
+                    topology::WORK_EXCHANGE,
+                    topology::WORK_ROUTING_KEY,
+                    &body,
+                    &envelope,
+                )
                 .await?;
             return Ok(Duration::ZERO);
         }
         let tier = self.tiers.at_or_above(after);
         self.broker
-            .publish(topology::RETRY_EXCHANGE, &topology::tier_label(tier), &body, &envelope)
+            .publish(
+                topology::RETRY_EXCHANGE,
+                &topology::tier_label(tier),
+                &body,
+                &envelope,
+            )
             .await?;
         Ok(tier)
     }
@@ -74,7 +90,12 @@ impl Requeue {
         let attempt = properties::header_i64(original, properties::ATTEMPT).unwrap_or(0);
         let mut envelope = copy_envelope(
             original,
-            &[properties::PARK_REASON, properties::ORIGIN_EXCHANGE, properties::ORIGIN_ROUTING_KEY, properties::PARKED_AT],
+            &[
+                properties::PARK_REASON,
+                properties::ORIGIN_EXCHANGE,
+                properties::ORIGIN_ROUTING_KEY,
+                properties::PARKED_AT,
+            ],
         )
         .with_header(properties::PARK_REASON, reason)
         .with_header(properties::ORIGIN_EXCHANGE, topology::WORK_EXCHANGE)
@@ -85,7 +106,9 @@ impl Requeue {
             // Garbage without an id still needs one for `dlq replay <id>`.
             envelope.message_id = format!("parked-{}", uuid::Uuid::new_v4().simple());
         }
-        self.broker.publish(topology::DEAD_LETTER_EXCHANGE, "", body, &envelope).await?;
+        self.broker
+            .publish(topology::DEAD_LETTER_EXCHANGE, "", body, &envelope)
+            .await?;
         Ok(())
     }
 }

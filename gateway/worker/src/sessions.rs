@@ -39,13 +39,18 @@ pub struct SessionCache {
 
 impl SessionCache {
     pub fn new(metrics: WorkerMetrics) -> Self {
-        Self { state: Arc::default(), metrics }
+        Self {
+            state: Arc::default(),
+            metrics,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the maps inconsistent (single
         // inserts and removes), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The team's live session, counting a hit or a miss.
@@ -57,7 +62,10 @@ impl SessionCache {
         }
         drop(state);
         let result = if live.is_some() { "hit" } else { "miss" };
-        self.metrics.session_cache.with_label_values(&[result]).inc();
+        self.metrics
+            .session_cache
+            .with_label_values(&[result])
+            .inc();
         live
     }
 
@@ -68,9 +76,10 @@ impl SessionCache {
         if let Some(token) = &session.provider_auth.bot_access_token {
             state.bot_tokens.insert(team_id.to_owned(), token.clone());
         }
-        state
-            .bindings
-            .insert(team_id.to_owned(), (session.namespace.clone(), session.instance_id.clone()));
+        state.bindings.insert(
+            team_id.to_owned(),
+            (session.namespace.clone(), session.instance_id.clone()),
+        );
         if is_live(&session) {
             state.sessions.insert(team_id.to_owned(), session.clone());
         }
@@ -90,7 +99,10 @@ impl SessionCache {
     /// Drops the team's session (its runtime vanished, or the app was uninstalled).
     pub fn invalidate_team(&self, team_id: &str) {
         if self.lock().sessions.remove(team_id).is_some() {
-            self.metrics.session_cache.with_label_values(&["invalidated"]).inc();
+            self.metrics
+                .session_cache
+                .with_label_values(&["invalidated"])
+                .inc();
         }
     }
 

@@ -58,7 +58,9 @@ impl Waker {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether a `Ready` that concerns the team arrived after `since`.
@@ -72,7 +74,13 @@ impl Waker {
 
     /// Notes a copy just published to a delay tier. Returns `true` when a `Ready` for
     /// the team arrived since `started` (the caller should wake it at once).
-    pub fn note(&self, event: &SlackEvent, properties: &BasicProperties, delay: Duration, started: Instant) -> bool {
+    pub fn note(
+        &self,
+        event: &SlackEvent,
+        properties: &BasicProperties,
+        delay: Duration,
+        started: Instant,
+    ) -> bool {
         let now = Instant::now();
         let mut state = self.lock();
         state.waiting.retain(|_, w| w.until > now);
@@ -125,7 +133,9 @@ impl Waker {
                 .filter(|(_, w)| teams.is_empty() || teams.contains(&w.team_id))
                 .map(|(id, _)| id.clone())
                 .collect();
-            ids.iter().filter_map(|id| state.waiting.remove(id)).collect()
+            ids.iter()
+                .filter_map(|id| state.waiting.remove(id))
+                .collect()
         };
         let mut woken = 0;
         for waiting in due {
@@ -142,14 +152,19 @@ async fn republish(waiting: Waiting, requeue: &Requeue, ledger: &Ledger) -> bool
     let resume = event.resume.get_or_insert_with(Default::default);
     resume.attempt += 1;
     let attempt = resume.attempt;
-    if let Err(error) = requeue.retry(&event, &waiting.properties, Duration::ZERO).await {
+    if let Err(error) = requeue
+        .retry(&event, &waiting.properties, Duration::ZERO)
+        .await
+    {
         tracing::warn!(event_id = %event.event_id, error = %error, "waking a delivery failed; it keeps its delay");
         return false;
     }
     match ledger.supersede(&event.event_id, attempt).await {
         Ok(_) => {}
         // Both copies then run; the ledger claim and done marks keep it to one reply.
-        Err(error) => tracing::warn!(event_id = %event.event_id, error = %error, "could not supersede the delayed copy"),
+        Err(error) => {
+            tracing::warn!(event_id = %event.event_id, error = %error, "could not supersede the delayed copy")
+        }
     }
     tracing::debug!(event_id = %event.event_id, attempt, "woke a delivery waiting for its runtime");
     true

@@ -39,7 +39,12 @@ enum Converse {
 }
 
 impl Pipeline {
-    pub(super) async fn user_message(&self, event: &SlackEvent, message: &UserMessage, held: &Held) -> Outcome {
+    pub(super) async fn user_message(
+        &self,
+        event: &SlackEvent,
+        message: &UserMessage,
+        held: &Held,
+    ) -> Outcome {
         let received_at = event.received_at;
         let turn = Turn {
             event,
@@ -61,12 +66,19 @@ impl Pipeline {
         match self.ledger.prompt_delivered(&turn.key).await {
             Ok(false) => {}
             Ok(true) => {
-                tracing::warn!("prompt was delivered by an earlier attempt that did not finish; not sending it again");
+                tracing::warn!(
+                    "prompt was delivered by an earlier attempt that did not finish; not sending it again"
+                );
                 return self.fail_internal(&turn, held).await;
             }
             Err(error) => {
                 tracing::warn!(error = %error, "ledger unavailable; retrying later");
-                return retry(event, RetryStage::Ledger, self.timing.session_retry_interval, |_| {});
+                return retry(
+                    event,
+                    RetryStage::Ledger,
+                    self.timing.session_retry_interval,
+                    |_| {},
+                );
             }
         }
         if turn.resume.recovering && Utc::now() >= turn.deadline {
@@ -78,23 +90,37 @@ impl Pipeline {
             SessionStep::Done(outcome) => return outcome,
         };
         let conversation = message.external_conversation_id();
-        match self.ledger.lock_conversation(&event.team_id, conversation, &held.claim, self.lease()).await {
+        match self
+            .ledger
+            .lock_conversation(&event.team_id, conversation, &held.claim, self.lease())
+            .await
+        {
             Ok(Some(lock)) => *held.lock_slot() = Some(lock),
             Ok(None) => {
                 tracing::debug!("conversation busy; waiting");
-                return retry(event, RetryStage::ConversationBusy, self.timing.session_retry_interval, |_| {});
+                return retry(
+                    event,
+                    RetryStage::ConversationBusy,
+                    self.timing.session_retry_interval,
+                    |_| {},
+                );
             }
             Err(error) => {
                 tracing::warn!(error = %error, "ledger unavailable; retrying later");
-                return retry(event, RetryStage::Ledger, self.timing.session_retry_interval, |_| {});
+                return retry(
+                    event,
+                    RetryStage::Ledger,
+                    self.timing.session_retry_interval,
+                    |_| {},
+                );
             }
         }
         let converse = self.converse(&turn, held, &session).await;
         let lock = held.lock_slot().take();
-        if let Some(lock) = lock {
-            if let Err(error) = self.ledger.unlock_conversation(&lock, &held.claim).await {
-                tracing::warn!(error = %error, "could not release the conversation lock; its lease will");
-            }
+        if let Some(lock) = lock
+            && let Err(error) = self.ledger.unlock_conversation(&lock, &held.claim).await
+        {
+            tracing::warn!(error = %error, "could not release the conversation lock; its lease will");
         }
         match converse {
             Converse::Reply(text) => self.post_reply(&turn, held, Some(&session), &text).await,
@@ -112,7 +138,9 @@ impl Pipeline {
     pub(super) async fn session(&self, turn: &Turn<'_>) -> SessionStep {
         let team_id = &turn.event.team_id;
         if let Some(session) = self.sessions.get(team_id) {
-            return self.check_app(turn, &session.provider_auth.api_app_id).map_or(SessionStep::Ready(session), SessionStep::Done);
+            return self
+                .check_app(turn, &session.provider_auth.api_app_id)
+                .map_or(SessionStep::Ready(session), SessionStep::Done);
         }
         let timer = self.metrics.stage("exchange");
         let answer = self.clients.backend.exchange(team_id).await;
@@ -120,7 +148,8 @@ impl Pipeline {
         match answer {
             Ok(Exchange::Resolved(session)) => {
                 let session = self.sessions.insert(team_id, session);
-                self.check_app(turn, &session.provider_auth.api_app_id).map_or(SessionStep::Ready(session), SessionStep::Done)
+                self.check_app(turn, &session.provider_auth.api_app_id)
+                    .map_or(SessionStep::Ready(session), SessionStep::Done)
             }
             Ok(Exchange::Unavailable { provider_auth }) => {
                 tracing::info!("runtime unavailable; recovering");
@@ -151,7 +180,11 @@ impl Pipeline {
         if installed.is_empty() || installed == event_app {
             return None;
         }
-        tracing::warn!(event_app, installed_app = installed, "api_app_id mismatch; dropping");
+        tracing::warn!(
+            event_app,
+            installed_app = installed,
+            "api_app_id mismatch; dropping"
+        );
         Some(Outcome::Dropped(DropReason::AppMismatch))
     }
 
@@ -160,14 +193,22 @@ impl Pipeline {
         let message = turn.message;
         let request = self.upsert_request(turn, session, message.external_conversation_id());
         let timer = self.metrics.stage("upsert");
-        let upserted = self.clients.spritz.upsert_conversation(session, &request).await;
+        let upserted = self
+            .clients
+            .spritz
+            .upsert_conversation(session, &request)
+            .await;
         timer.observe_duration();
         let conversation = match upserted {
             Ok(conversation) => conversation,
             Err(error) => return self.spritz_failed("upsert", &event.team_id, &error),
         };
         let timer = self.metrics.stage("bootstrap");
-        let booted = self.clients.spritz.bootstrap(&conversation.id, &session.namespace).await;
+        let booted = self
+            .clients
+            .spritz
+            .bootstrap(&conversation.id, &session.namespace)
+            .await;
         timer.observe_duration();
         let bootstrap = match booted {
             Ok(bootstrap) => bootstrap,
@@ -263,7 +304,12 @@ impl Pipeline {
         }
     }
 
-    pub(super) fn upsert_request(&self, turn: &Turn<'_>, session: &ChannelSession, external_id: &str) -> ConversationUpsert {
+    pub(super) fn upsert_request(
+        &self,
+        turn: &Turn<'_>,
+        session: &ChannelSession,
+        external_id: &str,
+    ) -> ConversationUpsert {
         let message = turn.message;
         ConversationUpsert {
             namespace: session.namespace.clone(),
@@ -285,7 +331,11 @@ impl Pipeline {
     /// else one from a fresh exchange.
     pub(super) async fn bot_token(&self, turn: &Turn<'_>) -> Option<secrecy::SecretString> {
         let team_id = &turn.event.team_id;
-        if let Some(token) = self.sessions.get(team_id).and_then(|s| s.provider_auth.bot_access_token.clone()) {
+        if let Some(token) = self
+            .sessions
+            .get(team_id)
+            .and_then(|s| s.provider_auth.bot_access_token.clone())
+        {
             return Some(token);
         }
         if let Some(token) = self.sessions.bot_token(team_id) {

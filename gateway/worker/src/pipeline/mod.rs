@@ -62,7 +62,9 @@ struct Held {
 
 impl Held {
     fn lock_slot(&self) -> std::sync::MutexGuard<'_, Option<ConversationLock>> {
-        self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -88,7 +90,15 @@ impl Pipeline {
         timing: Timing,
         principal_id: String,
     ) -> Self {
-        Self { clients, ledger, sessions, waker, metrics, timing, principal_id }
+        Self {
+            clients,
+            ledger,
+            sessions,
+            waker,
+            metrics,
+            timing,
+            principal_id,
+        }
     }
 
     pub fn sessions(&self) -> &SessionCache {
@@ -102,17 +112,24 @@ impl Pipeline {
     /// Carries one delivery as far as it can go now and says what became of it. The
     /// caller settles the outcome with the broker; nothing here acks.
     pub async fn process(&self, delivery: &Incoming) -> Outcome {
-        if let Some(kind) = delivery.properties.kind().as_ref() {
-            if kind.as_str() != spritz_proto::MessageType::SlackEvent.as_str() {
-                tracing::warn!(message_type = kind.as_str(), "unexpected message type on the work queue");
-                return Outcome::ParkingLot { reason: "unexpected_type" };
-            }
+        if let Some(kind) = delivery.properties.kind().as_ref()
+            && kind.as_str() != spritz_proto::MessageType::SlackEvent.as_str()
+        {
+            tracing::warn!(
+                message_type = kind.as_str(),
+                "unexpected message type on the work queue"
+            );
+            return Outcome::ParkingLot {
+                reason: "unexpected_type",
+            };
         }
         let event: SlackEvent = match spritz_proto::decode(&delivery.body) {
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!(reason = error.reason(), error = %error, "undecodable delivery");
-                return Outcome::ParkingLot { reason: error.reason() };
+                return Outcome::ParkingLot {
+                    reason: error.reason(),
+                };
             }
         };
         let message = event.user_message();
@@ -133,23 +150,42 @@ impl Pipeline {
         let attempt = event.resume.as_ref().map_or(0, |r| r.attempt);
         if attempt >= self.timing.max_attempts {
             tracing::warn!(attempt, "attempts exhausted");
-            return Outcome::ParkingLot { reason: "attempts_exhausted" };
+            return Outcome::ParkingLot {
+                reason: "attempts_exhausted",
+            };
         }
         let key = event.user_message().map(|m| m.message_key(&event.team_id));
         let lease = self.timing.claim_lease;
-        let claim = match self.ledger.claim(&event.event_id, key.as_deref(), attempt, lease).await {
+        let claim = match self
+            .ledger
+            .claim(&event.event_id, key.as_deref(), attempt, lease)
+            .await
+        {
             Ok(ClaimResult::Claimed(claim)) => claim,
             Ok(ClaimResult::Duplicate | ClaimResult::Superseded) => return Outcome::Duplicate,
             Ok(ClaimResult::Busy) => {
                 tracing::debug!("another worker holds this message");
-                return retry(event, RetryStage::Ledger, self.timing.session_retry_interval, |_| {});
+                return retry(
+                    event,
+                    RetryStage::Ledger,
+                    self.timing.session_retry_interval,
+                    |_| {},
+                );
             }
             Err(error) => {
                 tracing::warn!(error = %error, "ledger unavailable; retrying later");
-                return retry(event, RetryStage::Ledger, self.timing.session_retry_interval, |_| {});
+                return retry(
+                    event,
+                    RetryStage::Ledger,
+                    self.timing.session_retry_interval,
+                    |_| {},
+                );
             }
         };
-        let held = Held { claim, lock: Mutex::new(None) };
+        let held = Held {
+            claim,
+            lock: Mutex::new(None),
+        };
         let outcome = self.with_lease(&held, self.handle(event, &held)).await;
         self.settle_claim(&held, &outcome).await;
         outcome
@@ -158,7 +194,9 @@ impl Pipeline {
     async fn handle(&self, event: &SlackEvent, held: &Held) -> Outcome {
         match &event.event {
             SlackEventKind::Message(message) => self.user_message(event, message, held).await,
-            SlackEventKind::AppUninstalled | SlackEventKind::TokensRevoked => self.uninstall(event).await,
+            SlackEventKind::AppUninstalled | SlackEventKind::TokensRevoked => {
+                self.uninstall(event).await
+            }
         }
     }
 
@@ -185,20 +223,27 @@ impl Pipeline {
 
     async fn settle_claim(&self, held: &Held, outcome: &Outcome) {
         let lock = held.lock_slot().take();
-        if let Some(lock) = lock {
-            if let Err(error) = self.ledger.unlock_conversation(&lock, &held.claim).await {
-                tracing::warn!(error = %error, "could not release the conversation lock; its lease will");
-            }
+        if let Some(lock) = lock
+            && let Err(error) = self.ledger.unlock_conversation(&lock, &held.claim).await
+        {
+            tracing::warn!(error = %error, "could not release the conversation lock; its lease will");
         }
-        let finished = !matches!(outcome, Outcome::RetryLater { .. } | Outcome::ParkingLot { .. } | Outcome::HandBack);
+        let finished = !matches!(
+            outcome,
+            Outcome::RetryLater { .. } | Outcome::ParkingLot { .. } | Outcome::HandBack
+        );
         if finished {
             for _ in 0..3 {
                 match self.ledger.finish(&held.claim).await {
                     Ok(()) => return,
-                    Err(error) => tracing::warn!(error = %error, "could not mark the message finished"),
+                    Err(error) => {
+                        tracing::warn!(error = %error, "could not mark the message finished")
+                    }
                 }
             }
-            tracing::error!("message finished but not marked in the ledger; a late duplicate may be answered again");
+            tracing::error!(
+                "message finished but not marked in the ledger; a late duplicate may be answered again"
+            );
         } else if let Err(error) = self.ledger.release(&held.claim).await {
             tracing::warn!(error = %error, "could not release the claim; its lease will");
         }
@@ -210,13 +255,22 @@ impl Pipeline {
 }
 
 /// A retry copy of `event` one attempt further, its resume state changed by `change`.
-fn retry(event: &SlackEvent, stage: RetryStage, after: Duration, change: impl FnOnce(&mut Resume)) -> Outcome {
+fn retry(
+    event: &SlackEvent,
+    stage: RetryStage,
+    after: Duration,
+    change: impl FnOnce(&mut Resume),
+) -> Outcome {
     let mut copy = event.clone();
     let resume = copy.resume.get_or_insert_with(Resume::default);
     resume.attempt += 1;
     resume.stage = stage.as_str().to_owned();
     change(resume);
-    Outcome::RetryLater { stage, after, event: Box::new(copy) }
+    Outcome::RetryLater {
+        stage,
+        after,
+        event: Box::new(copy),
+    }
 }
 
 /// `to - from`, zero when `to` is past.

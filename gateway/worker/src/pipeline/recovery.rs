@@ -24,17 +24,20 @@ impl Pipeline {
             return self.fail_terminal(turn, held).await;
         }
         let mut status_posted = turn.resume.status_posted;
-        if now >= turn.threshold && !status_posted {
-            if let Some(token) = self.bot_token(turn).await {
-                status_posted = self.ensure_status(turn, held, &token).await;
-            }
+        if now >= turn.threshold
+            && !status_posted
+            && let Some(token) = self.bot_token(turn).await
+        {
+            status_posted = self.ensure_status(turn, held, &token).await;
         }
         let mut after = self.timing.session_retry_interval;
         if !status_posted && turn.threshold > now {
             // Come back when the status message is due, not a whole interval later.
             after = after.min(until(now, turn.threshold));
         }
-        after = after.min(until(now, turn.deadline)).max(Duration::from_millis(1));
+        after = after
+            .min(until(now, turn.deadline))
+            .max(Duration::from_millis(1));
         if self.waker.ready_since(&turn.event.team_id, turn.started) {
             // A runtime became ready while this attempt ran: try again at once.
             after = Duration::ZERO;
@@ -46,11 +49,29 @@ impl Pipeline {
     }
 
     /// Makes sure the one "still waking up" message exists; `true` when it does.
-    pub(super) async fn ensure_status(&self, turn: &Turn<'_>, held: &Held, token: &SecretString) -> bool {
-        match self.post_once(turn, held, StatusPurpose::RuntimeRecovery, token, STATUS_TEXT).await {
+    pub(super) async fn ensure_status(
+        &self,
+        turn: &Turn<'_>,
+        held: &Held,
+        token: &SecretString,
+    ) -> bool {
+        match self
+            .post_once(
+                turn,
+                held,
+                StatusPurpose::RuntimeRecovery,
+                token,
+                STATUS_TEXT,
+            )
+            .await
+        {
             Posted::Now => {
-                let since = (Utc::now() - turn.event.received_at).to_std().unwrap_or_default();
-                self.metrics.time_to_first_status.observe(since.as_secs_f64());
+                let since = (Utc::now() - turn.event.received_at)
+                    .to_std()
+                    .unwrap_or_default();
+                self.metrics
+                    .time_to_first_status
+                    .observe(since.as_secs_f64());
                 true
             }
             Posted::Before => true,
@@ -68,20 +89,40 @@ impl Pipeline {
                 .await
                 .unwrap_or(false);
         let past_threshold = Utc::now() >= turn.threshold;
-        let token = if past_threshold || visible { self.bot_token(turn).await } else { None };
+        let token = if past_threshold || visible {
+            self.bot_token(turn).await
+        } else {
+            None
+        };
         let Some(token) = token else {
             tracing::warn!("deadline passed and the user cannot be told; parking");
-            return Outcome::ParkingLot { reason: "recovery_deadline" };
+            return Outcome::ParkingLot {
+                reason: "recovery_deadline",
+            };
         };
-        match self.post_once(turn, held, StatusPurpose::TerminalFailure, &token, TERMINAL_TEXT).await {
+        match self
+            .post_once(
+                turn,
+                held,
+                StatusPurpose::TerminalFailure,
+                &token,
+                TERMINAL_TEXT,
+            )
+            .await
+        {
             Posted::Now | Posted::Before => Outcome::FailedTerminal,
             Posted::Failed(after) => retry(turn.event, RetryStage::Reply, after, |resume| {
                 resume.stage = STAGE_TERMINAL.to_owned();
                 resume.reply_attempts += 1;
             }),
-            Posted::LedgerDown => retry(turn.event, RetryStage::Ledger, self.timing.session_retry_interval, |resume| {
-                resume.stage = STAGE_TERMINAL.to_owned();
-            }),
+            Posted::LedgerDown => retry(
+                turn.event,
+                RetryStage::Ledger,
+                self.timing.session_retry_interval,
+                |resume| {
+                    resume.stage = STAGE_TERMINAL.to_owned();
+                },
+            ),
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::clients::slack::SlackError;
 use crate::ledger::StatusPurpose;
 use crate::outcome::{Outcome, RetryStage};
 
-pub(super) const INTERNAL_ERROR_TEXT: &str = "I hit an internal error while processing that request.";
+pub(super) const INTERNAL_ERROR_TEXT: &str =
+    "I hit an internal error while processing that request.";
 
 /// Reply posts tried before the message is parked (with the reply on it).
 const MAX_REPLY_ATTEMPTS: u32 = 10;
@@ -34,7 +35,13 @@ pub(super) enum Posted {
 
 impl Pipeline {
     /// Posts the agent's reply in the message's conversation.
-    pub(super) async fn post_reply(&self, turn: &Turn<'_>, _held: &Held, session: Option<&ChannelSession>, text: &str) -> Outcome {
+    pub(super) async fn post_reply(
+        &self,
+        turn: &Turn<'_>,
+        _held: &Held,
+        session: Option<&ChannelSession>,
+        text: &str,
+    ) -> Outcome {
         let message = turn.message;
         let token = match session.and_then(|s| s.provider_auth.bot_access_token.clone()) {
             Some(token) => Some(token),
@@ -47,7 +54,12 @@ impl Pipeline {
         };
         let Some(token) = token else {
             tracing::warn!("no bot token to post the reply with; retrying later");
-            return retry(turn.event, RetryStage::Reply, self.timing.session_retry_interval, carry);
+            return retry(
+                turn.event,
+                RetryStage::Reply,
+                self.timing.session_retry_interval,
+                carry,
+            );
         };
         let timer = self.metrics.stage("reply");
         let posted = self
@@ -58,16 +70,22 @@ impl Pipeline {
         timer.observe_duration();
         match posted {
             Ok(ts) => {
-                let since = (Utc::now() - turn.event.received_at).to_std().unwrap_or_default();
+                let since = (Utc::now() - turn.event.received_at)
+                    .to_std()
+                    .unwrap_or_default();
                 self.metrics.receive_to_reply.observe(since.as_secs_f64());
                 self.upsert_alias(turn, session, &ts).await;
-                Outcome::Replied { recovered: turn.resume.recovering }
+                Outcome::Replied {
+                    recovered: turn.resume.recovering,
+                }
             }
             Err(error) => {
                 let after = self.post_retry_after(&error);
                 if attempts >= MAX_REPLY_ATTEMPTS {
                     tracing::error!(error = %error, attempts, "reply could not be posted; parking");
-                    return Outcome::ParkingLot { reason: "reply_exhausted" };
+                    return Outcome::ParkingLot {
+                        reason: "reply_exhausted",
+                    };
                 }
                 tracing::warn!(error = %error, attempts, "reply post failed; retrying with the reply text");
                 retry(turn.event, RetryStage::Reply, after, carry)
@@ -77,9 +95,16 @@ impl Pipeline {
 
     /// For a top-level channel message, tells Spritz that the reply's `ts` names the
     /// same conversation (a thread under the reply continues it). Failure is logged.
-    async fn upsert_alias(&self, turn: &Turn<'_>, session: Option<&ChannelSession>, reply_ts: &str) {
+    async fn upsert_alias(
+        &self,
+        turn: &Turn<'_>,
+        session: Option<&ChannelSession>,
+        reply_ts: &str,
+    ) {
         let message = turn.message;
-        if message.is_direct_message() || message.thread_ts.as_deref().is_some_and(|t| !t.is_empty()) {
+        if message.is_direct_message()
+            || message.thread_ts.as_deref().is_some_and(|t| !t.is_empty())
+        {
             return;
         }
         let cached;
@@ -98,7 +123,11 @@ impl Pipeline {
         };
         let request = self.upsert_request(turn, session, reply_ts);
         let timer = self.metrics.stage("upsert");
-        let result = self.clients.spritz.upsert_conversation(session, &request).await;
+        let result = self
+            .clients
+            .spritz
+            .upsert_conversation(session, &request)
+            .await;
         timer.observe_duration();
         if let Err(error) = result {
             tracing::warn!(error = %error, "reply alias upsert failed (not retried)");
@@ -110,28 +139,51 @@ impl Pipeline {
     pub(super) async fn fail_internal(&self, turn: &Turn<'_>, held: &Held) -> Outcome {
         let Some(token) = self.bot_token(turn).await else {
             if Utc::now() < turn.deadline {
-                return retry(turn.event, RetryStage::Reply, self.timing.session_retry_interval, |resume| {
-                    resume.stage = STAGE_INTERNAL.to_owned();
-                });
+                return retry(
+                    turn.event,
+                    RetryStage::Reply,
+                    self.timing.session_retry_interval,
+                    |resume| {
+                        resume.stage = STAGE_INTERNAL.to_owned();
+                    },
+                );
             }
             tracing::warn!("internal error and the user cannot be told; parking");
-            return Outcome::ParkingLot { reason: "internal_error_untold" };
+            return Outcome::ParkingLot {
+                reason: "internal_error_untold",
+            };
         };
-        match self.post_once(turn, held, StatusPurpose::InternalError, &token, INTERNAL_ERROR_TEXT).await {
+        match self
+            .post_once(
+                turn,
+                held,
+                StatusPurpose::InternalError,
+                &token,
+                INTERNAL_ERROR_TEXT,
+            )
+            .await
+        {
             Posted::Now | Posted::Before => Outcome::FailedTerminal,
             Posted::Failed(after) => {
                 let attempts = turn.resume.reply_attempts + 1;
                 if attempts >= MAX_REPLY_ATTEMPTS {
-                    return Outcome::ParkingLot { reason: "reply_exhausted" };
+                    return Outcome::ParkingLot {
+                        reason: "reply_exhausted",
+                    };
                 }
                 retry(turn.event, RetryStage::Reply, after, |resume| {
                     resume.stage = STAGE_INTERNAL.to_owned();
                     resume.reply_attempts = attempts;
                 })
             }
-            Posted::LedgerDown => retry(turn.event, RetryStage::Ledger, self.timing.session_retry_interval, |resume| {
-                resume.stage = STAGE_INTERNAL.to_owned();
-            }),
+            Posted::LedgerDown => retry(
+                turn.event,
+                RetryStage::Ledger,
+                self.timing.session_retry_interval,
+                |resume| {
+                    resume.stage = STAGE_INTERNAL.to_owned();
+                },
+            ),
         }
     }
 
@@ -163,8 +215,15 @@ impl Pipeline {
             .await;
         match posted {
             Ok(ts) => {
-                self.metrics.status_messages.with_label_values(&[purpose.as_str()]).inc();
-                if let Err(error) = self.ledger.confirm_status(&turn.key, purpose, owner, &ts).await {
+                self.metrics
+                    .status_messages
+                    .with_label_values(&[purpose.as_str()])
+                    .inc();
+                if let Err(error) = self
+                    .ledger
+                    .confirm_status(&turn.key, purpose, owner, &ts)
+                    .await
+                {
                     tracing::warn!(error = %error, "could not record the posted status message");
                 }
                 tracing::info!(purpose = purpose.as_str(), "status message posted");

@@ -15,7 +15,11 @@ impl Pipeline {
         let result = self
             .clients
             .backend
-            .disconnect(team_id, event.api_app_id.as_deref(), event.enterprise_id.as_deref())
+            .disconnect(
+                team_id,
+                event.api_app_id.as_deref(),
+                event.enterprise_id.as_deref(),
+            )
             .await;
         match result {
             Ok(()) => {
@@ -24,7 +28,12 @@ impl Pipeline {
             }
             Err(error @ BackendError::Transient(_)) => {
                 tracing::warn!(error = %error, "disconnect failed; retrying later");
-                retry(event, RetryStage::Disconnect, self.timing.session_retry_interval, |_| {})
+                retry(
+                    event,
+                    RetryStage::Disconnect,
+                    self.timing.session_retry_interval,
+                    |_| {},
+                )
             }
             Err(error) => {
                 // Already gone (or refused for good): nothing left to retry.

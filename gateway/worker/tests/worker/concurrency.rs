@@ -37,7 +37,11 @@ async fn two_messages_in_one_conversation_are_never_prompted_concurrently() {
     world.publish(&a).await;
     world.publish(&b).await;
 
-    let prompts = world.spritz.wait_for_prompts(1, WAIT).await.expect("one prompt");
+    let prompts = world
+        .spritz
+        .wait_for_prompts(1, WAIT)
+        .await
+        .expect("one prompt");
     let label = "spritz_worker_retries_total{stage=\"conversation_busy\"}";
     let world_ref = &world;
     isolation::eventually(WAIT, || async move {
@@ -46,21 +50,35 @@ async fn two_messages_in_one_conversation_are_never_prompted_concurrently() {
     })
     .await
     .expect("the second message waits for the conversation");
-    assert_eq!(world.spritz.prompts().len(), 1, "still one prompt while the first is held");
+    assert_eq!(
+        world.spritz.prompts().len(),
+        1,
+        "still one prompt while the first is held"
+    );
     world.spritz.release_prompts();
 
     // The held prompt runs past the status threshold, so status messages come too.
     let world_ref = &world;
     let replies = isolation::eventually(WAIT, || async move {
-        let mut texts: Vec<String> =
-            world_ref.slack.posts().into_iter().map(|p| p.text).filter(|t| t.starts_with("echo: ")).collect();
+        let mut texts: Vec<String> = world_ref
+            .slack
+            .posts()
+            .into_iter()
+            .map(|p| p.text)
+            .filter(|t| t.starts_with("echo: "))
+            .collect();
         texts.sort_unstable();
         (texts.len() == 2).then_some(texts)
     })
     .await
     .expect("both replies");
     assert_eq!(replies, ["echo: first", "echo: second"]);
-    assert_eq!(world.spritz.max_concurrent_prompts(&prompts[0].conversation_id), 1);
+    assert_eq!(
+        world
+            .spritz
+            .max_concurrent_prompts(&prompts[0].conversation_id),
+        1
+    );
     world.finish().await;
 }
 
@@ -70,16 +88,25 @@ async fn a_worker_killed_mid_delivery_never_causes_a_second_prompt() {
     world.spritz.hold_prompts();
     let doomed = world.spawn_killable_worker();
     let event = world.channel_message("don't repeat me");
-    let key = event.user_message().expect("message").message_key(&event.team_id);
+    let key = event
+        .user_message()
+        .expect("message")
+        .message_key(&event.team_id);
     world.publish(&event).await;
 
-    world.spritz.wait_for_prompts(1, WAIT).await.expect("prompt delivered");
+    world
+        .spritz
+        .wait_for_prompts(1, WAIT)
+        .await
+        .expect("prompt delivered");
     let world_ref = &world;
     let prompt_key = format!("prompt:{key}");
     let prompt_key = &prompt_key;
-    isolation::eventually(WAIT, || async move { world_ref.redis_exists(prompt_key).await.then_some(()) })
-        .await
-        .expect("the ledger recorded the delivered prompt");
+    isolation::eventually(WAIT, || async move {
+        world_ref.redis_exists(prompt_key).await.then_some(())
+    })
+    .await
+    .expect("the ledger recorded the delivered prompt");
     doomed.kill(&world).await;
     world.spritz.release_prompts();
     world.spawn_worker().await;
@@ -87,7 +114,11 @@ async fn a_worker_killed_mid_delivery_never_causes_a_second_prompt() {
     let posts = world.posts(1).await;
     assert_eq!(posts[0].text, INTERNAL, "the user hears about it once");
     world.settled().await;
-    assert_eq!(world.spritz.prompts().len(), 1, "the prompt was never sent again");
+    assert_eq!(
+        world.spritz.prompts().len(),
+        1,
+        "the prompt was never sent again"
+    );
     assert_eq!(world.slack.posts().len(), 1);
     world.finish().await;
 }

@@ -1,7 +1,7 @@
 //! SPEC §5 happy path: exchange, upsert, bootstrap, prompt, reply, in a channel, a
 //! thread and a DM.
 
-use crate::support::{World, WAIT};
+use crate::support::{WAIT, World};
 
 #[tokio::test]
 async fn a_channel_mention_gets_the_agents_reply_at_top_level_and_an_alias() {
@@ -27,7 +27,12 @@ async fn a_channel_mention_gets_the_agents_reply_at_top_level_and_an_alias() {
     assert_eq!(upserts[0]["externalConversationId"], message.ts.as_str());
     assert_eq!(upserts[1]["externalConversationId"], posts[0].ts.as_str());
     assert_eq!(upserts[0]["conversationId"], upserts[1]["conversationId"]);
-    assert_eq!(world.metric(ops, "spritz_worker_deliveries_total{outcome=\"replied\"}").await, 1.0);
+    assert_eq!(
+        world
+            .metric(ops, "spritz_worker_deliveries_total{outcome=\"replied\"}")
+            .await,
+        1.0
+    );
     world.finish().await;
 }
 
@@ -61,12 +66,20 @@ async fn a_direct_message_is_answered_in_the_dm_as_one_conversation() {
     let posts = world.posts(2).await;
     assert_eq!(posts[0].text, "echo: first");
     assert_eq!(posts[1].text, "echo: second");
-    assert!(posts.iter().all(|p| p.channel == "D1" && p.thread_ts.is_none()));
+    assert!(
+        posts
+            .iter()
+            .all(|p| p.channel == "D1" && p.thread_ts.is_none())
+    );
     world.settled().await;
     let upserts = world.spritz.upserts();
     assert_eq!(upserts.len(), 2, "no alias in a DM");
     assert!(upserts.iter().all(|u| u["externalConversationId"] == "D1"));
-    assert_eq!(world.backend.exchange_calls("T1"), 1, "the session is cached per team");
+    assert_eq!(
+        world.backend.exchange_calls("T1"),
+        1,
+        "the session is cached per team"
+    );
     let _ = WAIT;
     world.finish().await;
 }

@@ -4,11 +4,11 @@
 
 mod support;
 
-mod happy_path;
-mod recovery;
-mod prompt;
-mod reply;
 mod concurrency;
+mod happy_path;
 mod lifecycle;
 mod parking_lot;
 mod process;
+mod prompt;
+mod recovery;
+mod reply;

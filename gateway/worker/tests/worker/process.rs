@@ -15,20 +15,44 @@ async fn app_uninstalled_disconnects_at_the_backend_with_retries_and_drops_the_s
     world.posts(1).await;
 
     world.backend.fail_next_disconnects(1, 503);
-    let mut uninstall = SlackEvent::new(chrono::Utc::now(), "EvUninstall".into(), TEAM.into(), SlackEventKind::AppUninstalled);
+    let mut uninstall = SlackEvent::new(
+        chrono::Utc::now(),
+        "EvUninstall".into(),
+        TEAM.into(),
+        SlackEventKind::AppUninstalled,
+    );
     uninstall.api_app_id = Some(world.install.api_app_id.clone());
     world.publish(&uninstall).await;
-    let disconnects = world.backend.wait_for_disconnects(1, WAIT).await.expect("disconnect");
+    let disconnects = world
+        .backend
+        .wait_for_disconnects(1, WAIT)
+        .await
+        .expect("disconnect");
     assert_eq!(disconnects[0]["externalTenantId"], TEAM);
-    world.metric_reaches(ops, "spritz_worker_deliveries_total{outcome=\"disconnected\"}", 1.0).await;
-    assert_eq!(world.metric(ops, "spritz_worker_retries_total{stage=\"disconnect\"}").await, 1.0);
+    world
+        .metric_reaches(
+            ops,
+            "spritz_worker_deliveries_total{outcome=\"disconnected\"}",
+            1.0,
+        )
+        .await;
+    assert_eq!(
+        world
+            .metric(ops, "spritz_worker_retries_total{stage=\"disconnect\"}")
+            .await,
+        1.0
+    );
 
     // Installed again (the fake backend forgot the team on disconnect).
     world.backend.install_team(world.install.clone());
     let again = world.direct_message("still there?");
     world.publish(&again).await;
     world.posts(2).await;
-    assert_eq!(world.backend.exchange_calls(TEAM), 2, "the team's session was dropped");
+    assert_eq!(
+        world.backend.exchange_calls(TEAM),
+        2,
+        "the team's session was dropped"
+    );
     world.finish().await;
 }
 
@@ -39,7 +63,11 @@ async fn sigterm_finishes_the_delivery_in_flight_and_takes_no_new_work() {
     world.spritz.hold_prompts();
     let first = world.channel_message("finish me");
     world.publish(&first).await;
-    world.spritz.wait_for_prompts(1, WAIT).await.expect("prompt");
+    world
+        .spritz
+        .wait_for_prompts(1, WAIT)
+        .await
+        .expect("prompt");
 
     let stopped = world.stop_worker(0).await;
     let second = world.channel_message("not now");
@@ -47,8 +75,15 @@ async fn sigterm_finishes_the_delivery_in_flight_and_takes_no_new_work() {
     world.spritz.release_prompts();
     let posts = world.posts(1).await;
     assert_eq!(posts[0].text, "echo: finish me");
-    tokio::time::timeout(WAIT, stopped).await.expect("worker exits").expect("cleanly");
-    assert_eq!(world.ready(spritz_proto::topology::WORK_QUEUE).await, 1, "the new message waits for another worker");
+    tokio::time::timeout(WAIT, stopped)
+        .await
+        .expect("worker exits")
+        .expect("cleanly");
+    assert_eq!(
+        world.ready(spritz_proto::topology::WORK_QUEUE).await,
+        1,
+        "the new message waits for another worker"
+    );
     assert_eq!(world.spritz.prompts().len(), 1);
     world.finish().await;
 }
@@ -61,7 +96,11 @@ async fn the_worker_resumes_consuming_after_the_broker_connection_drops() {
     world.publish(&before).await;
     world.posts(1).await;
 
-    world.vhost.close_connections().await.expect("connections closed");
+    world
+        .vhost
+        .close_connections()
+        .await
+        .expect("connections closed");
     let after = world.direct_message("after");
     let body = serde_json::to_vec(&after).expect("json");
     let world_ref = &world;
@@ -75,7 +114,12 @@ async fn the_worker_resumes_consuming_after_the_broker_connection_drops() {
         );
         world_ref
             .publisher
-            .publish(spritz_proto::topology::WORK_EXCHANGE, spritz_proto::topology::WORK_ROUTING_KEY, body, &envelope)
+            .publish(
+                spritz_proto::topology::WORK_EXCHANGE,
+                spritz_proto::topology::WORK_ROUTING_KEY,
+                body,
+                &envelope,
+            )
             .await
             .ok()
     })
@@ -95,11 +139,15 @@ async fn without_redis_deliveries_are_retried_and_never_processed_unclaimed() {
     let event = world.channel_message("no ledger");
     world.publish(&event).await;
 
-    world.metric_reaches(ops, "spritz_worker_retries_total{stage=\"ledger\"}", 3.0).await;
+    world
+        .metric_reaches(ops, "spritz_worker_retries_total{stage=\"ledger\"}", 3.0)
+        .await;
     assert!(world.spritz.prompts().is_empty());
     assert!(world.slack.posts().is_empty());
     assert_eq!(world.backend.exchange_calls(TEAM), 0);
-    let ready = reqwest::get(format!("http://{ops}/readyz")).await.expect("readyz");
+    let ready = reqwest::get(format!("http://{ops}/readyz"))
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 503, "not ready without redis");
     world.finish().await;
 }

@@ -35,7 +35,15 @@ async fn a_delivered_prompt_that_fails_gets_the_internal_error_reply_and_is_neve
     world.settled().await;
     assert_eq!(world.slack.posts().len(), 1);
     assert_eq!(world.spritz.prompts().len(), 1);
-    assert_eq!(world.metric(ops, "spritz_worker_status_messages_total{purpose=\"internal-error\"}").await, 1.0);
+    assert_eq!(
+        world
+            .metric(
+                ops,
+                "spritz_worker_status_messages_total{purpose=\"internal-error\"}"
+            )
+            .await,
+        1.0
+    );
     world.finish().await;
 }
 
@@ -62,14 +70,25 @@ async fn a_prompt_lost_before_delivery_is_sent_again() {
     let event = world.channel_message("second time lucky");
     world.publish(&event).await;
 
-    world.spritz.wait_for_prompts(1, WAIT).await.expect("first prompt");
+    world
+        .spritz
+        .wait_for_prompts(1, WAIT)
+        .await
+        .expect("first prompt");
     world.spritz.set_agent(AgentBehaviour::Echo);
     let posts = world.posts(1).await;
     let reply = posts.iter().find(|p| p.text == "echo: second time lucky");
-    let posts = if reply.is_some() { posts } else { world.posts(2).await };
+    let posts = if reply.is_some() {
+        posts
+    } else {
+        world.posts(2).await
+    };
     assert!(posts.iter().any(|p| p.text == "echo: second time lucky"));
     world.settled().await;
-    assert!(world.spritz.prompts().len() >= 2, "an undelivered prompt may be sent again");
+    assert!(
+        world.spritz.prompts().len() >= 2,
+        "an undelivered prompt may be sent again"
+    );
     assert!(!world.slack.posts().iter().any(|p| p.text == INTERNAL));
     world.finish().await;
 }

@@ -12,14 +12,20 @@ use crate::support::{STATUS, TEAM, TERMINAL, WAIT, World, with_text};
 async fn fast_recovery_under_the_threshold_posts_no_status_message() {
     let mut world = World::new().await;
     world.spawn_worker().await;
-    world.backend.script_exchange(TEAM, vec![ExchangeMode::Unavailable]);
+    world
+        .backend
+        .script_exchange(TEAM, vec![ExchangeMode::Unavailable]);
     let event = world.channel_message("wake up");
     world.publish(&event).await;
 
     let posts = world.posts(1).await;
     assert_eq!(posts[0].text, "echo: wake up");
     world.settled().await;
-    assert_eq!(world.slack.posts().len(), 1, "no status message under the threshold");
+    assert_eq!(
+        world.slack.posts().len(),
+        1,
+        "no status message under the threshold"
+    );
     assert_eq!(world.backend.exchange_calls(TEAM), 2);
     world.finish().await;
 }
@@ -28,20 +34,44 @@ async fn fast_recovery_under_the_threshold_posts_no_status_message() {
 async fn slow_recovery_posts_one_status_message_then_the_reply() {
     let mut world = World::new().await;
     let ops = world.spawn_worker().await;
-    world.backend.script_exchange(TEAM, vec![ExchangeMode::Unavailable; 6]);
+    world
+        .backend
+        .script_exchange(TEAM, vec![ExchangeMode::Unavailable; 6]);
     let event = world.thread_message("1690000000.000009", "are you there?");
     world.publish(&event).await;
 
     let posts = world.posts(2).await;
     assert_eq!(posts[0].text, STATUS);
-    assert_eq!(posts[0].thread_ts.as_deref(), Some("1690000000.000009"), "status in the source thread");
+    assert_eq!(
+        posts[0].thread_ts.as_deref(),
+        Some("1690000000.000009"),
+        "status in the source thread"
+    );
     assert_eq!(posts[1].text, "echo: are you there?");
     world.settled().await;
     assert_eq!(with_text(&world.slack.posts(), STATUS).len(), 1);
     assert_eq!(world.spritz.prompts().len(), 1);
-    assert_eq!(world.metric(ops, "spritz_worker_deliveries_total{outcome=\"recovered\"}").await, 1.0);
-    assert_eq!(world.metric(ops, "spritz_worker_status_messages_total{purpose=\"runtime-recovery\"}").await, 1.0);
-    assert!(world.metric(ops, "spritz_worker_retries_total{stage=\"session\"}").await >= 6.0);
+    assert_eq!(
+        world
+            .metric(ops, "spritz_worker_deliveries_total{outcome=\"recovered\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        world
+            .metric(
+                ops,
+                "spritz_worker_status_messages_total{purpose=\"runtime-recovery\"}"
+            )
+            .await,
+        1.0
+    );
+    assert!(
+        world
+            .metric(ops, "spritz_worker_retries_total{stage=\"session\"}")
+            .await
+            >= 6.0
+    );
     world.finish().await;
 }
 
@@ -49,17 +79,26 @@ async fn slow_recovery_posts_one_status_message_then_the_reply() {
 async fn a_runtime_vanishing_after_exchange_recovers_with_still_one_status_message() {
     let mut world = World::new().await;
     world.spawn_worker().await;
-    let (namespace, instance) = (world.install.namespace.clone(), world.install.instance_id.clone());
+    let (namespace, instance) = (
+        world.install.namespace.clone(),
+        world.install.instance_id.clone(),
+    );
     // Waking up past the threshold (status posted), then the runtime it resolved to
     // vanishes under the upsert: recovery again, without a second status message.
-    world.backend.script_exchange(TEAM, vec![ExchangeMode::Unavailable; 3]);
+    world
+        .backend
+        .script_exchange(TEAM, vec![ExchangeMode::Unavailable; 3]);
     world.spritz.vanish_instance(&namespace, &instance);
     let event = world.channel_message("still there?");
     world.publish(&event).await;
 
     let first = world.posts(1).await;
     assert_eq!(first[0].text, STATUS);
-    world.backend.wait_for_exchange_calls(TEAM, 5, WAIT).await.expect("exchanges continue");
+    world
+        .backend
+        .wait_for_exchange_calls(TEAM, 5, WAIT)
+        .await
+        .expect("exchanges continue");
     world.spritz.restore_instance(&namespace, &instance);
 
     let posts = world.posts(2).await;
@@ -74,7 +113,9 @@ async fn a_runtime_vanishing_after_exchange_recovers_with_still_one_status_messa
 async fn a_prompt_slower_than_the_threshold_gets_the_status_message() {
     let mut world = World::new().await;
     world.spawn_worker().await;
-    world.spritz.set_agent(AgentBehaviour::Slow(Duration::from_millis(900)));
+    world
+        .spritz
+        .set_agent(AgentBehaviour::Slow(Duration::from_millis(900)));
     let event = world.channel_message("think hard");
     world.publish(&event).await;
 
@@ -91,7 +132,9 @@ async fn a_prompt_slower_than_the_threshold_gets_the_status_message() {
 async fn the_deadline_posts_the_failure_reply_once() {
     let mut world = World::new().await;
     let ops = world.spawn_worker().await;
-    world.backend.set_exchange_mode(TEAM, ExchangeMode::Unavailable);
+    world
+        .backend
+        .set_exchange_mode(TEAM, ExchangeMode::Unavailable);
     let event = world.channel_message("never mind");
     let started = Instant::now();
     world.publish(&event).await;
@@ -99,8 +142,17 @@ async fn the_deadline_posts_the_failure_reply_once() {
     let posts = world.posts(2).await;
     assert_eq!(posts[0].text, STATUS);
     assert_eq!(posts[1].text, TERMINAL);
-    assert!(started.elapsed() >= Duration::from_millis(2500), "not before the 3s deadline");
-    world.metric_reaches(ops, "spritz_worker_deliveries_total{outcome=\"failed_terminal\"}", 1.0).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "not before the 3s deadline"
+    );
+    world
+        .metric_reaches(
+            ops,
+            "spritz_worker_deliveries_total{outcome=\"failed_terminal\"}",
+            1.0,
+        )
+        .await;
     world.settled().await;
     assert_eq!(world.slack.posts().len(), 2);
     assert!(world.spritz.prompts().is_empty());
@@ -125,7 +177,11 @@ async fn a_transient_backend_error_during_recovery_keeps_recovering() {
 
     let posts = world.posts(1).await;
     let reply = posts.iter().find(|p| p.text == "echo: flaky");
-    let posts = if reply.is_some() { posts } else { world.posts(2).await };
+    let posts = if reply.is_some() {
+        posts
+    } else {
+        world.posts(2).await
+    };
     assert!(posts.iter().any(|p| p.text == "echo: flaky"));
     world.settled().await;
     assert!(with_text(&world.slack.posts(), STATUS).len() <= 1);
@@ -137,18 +193,26 @@ async fn a_transient_backend_error_during_recovery_keeps_recovering() {
 async fn a_deadline_without_any_bot_token_parks_the_message() {
     let mut world = World::new().await;
     world.spawn_worker().await;
-    world.backend.set_exchange_mode(TEAM, ExchangeMode::Transient(503));
+    world
+        .backend
+        .set_exchange_mode(TEAM, ExchangeMode::Transient(503));
     let event = world.channel_message("nobody hears");
     world.publish(&event).await;
 
     let world_ref = &world;
     spritz_sandbox::isolation::eventually(WAIT, || async move {
-        (world_ref.ready(spritz_proto::topology::PARKING_LOT_QUEUE).await == 1).then_some(())
+        (world_ref
+            .ready(spritz_proto::topology::PARKING_LOT_QUEUE)
+            .await
+            == 1)
+            .then_some(())
     })
     .await
     .expect("parked");
     assert!(world.slack.posts().is_empty());
-    let parked = spritz_worker::dlq::list(&world.publisher).await.expect("list");
+    let parked = spritz_worker::dlq::list(&world.publisher)
+        .await
+        .expect("list");
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].reason, "recovery_deadline");
     assert_eq!(parked[0].message_id, event.event_id);
@@ -159,11 +223,19 @@ async fn a_deadline_without_any_bot_token_parks_the_message() {
 async fn a_team_that_is_not_installed_is_dropped_and_counted() {
     let mut world = World::new().await;
     let ops = world.spawn_worker().await;
-    world.backend.set_exchange_mode(TEAM, ExchangeMode::NotInstalled);
+    world
+        .backend
+        .set_exchange_mode(TEAM, ExchangeMode::NotInstalled);
     let event = world.channel_message("hello?");
     world.publish(&event).await;
 
-    world.metric_reaches(ops, "spritz_worker_deliveries_total{outcome=\"dropped_not_installed\"}", 1.0).await;
+    world
+        .metric_reaches(
+            ops,
+            "spritz_worker_deliveries_total{outcome=\"dropped_not_installed\"}",
+            1.0,
+        )
+        .await;
     assert!(world.slack.posts().is_empty());
     assert!(world.spritz.prompts().is_empty());
     world.finish().await;
@@ -177,7 +249,13 @@ async fn an_event_from_another_slack_app_is_dropped_and_counted() {
     event.api_app_id = Some("AOTHER".into());
     world.publish(&event).await;
 
-    world.metric_reaches(ops, "spritz_worker_deliveries_total{outcome=\"dropped_app_mismatch\"}", 1.0).await;
+    world
+        .metric_reaches(
+            ops,
+            "spritz_worker_deliveries_total{outcome=\"dropped_app_mismatch\"}",
+            1.0,
+        )
+        .await;
     assert!(world.slack.posts().is_empty());
     assert!(world.spritz.prompts().is_empty());
     world.finish().await;

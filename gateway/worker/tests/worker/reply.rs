@@ -19,8 +19,17 @@ async fn a_failed_slack_post_is_retried_without_a_second_prompt() {
     world.settled().await;
     assert_eq!(world.slack.posts().len(), 1);
     assert_eq!(world.slack.post_attempts(), 4);
-    assert_eq!(world.spritz.prompts().len(), 1, "the agent is not prompted again");
-    assert_eq!(world.metric(ops, "spritz_worker_retries_total{stage=\"reply\"}").await, 3.0);
+    assert_eq!(
+        world.spritz.prompts().len(),
+        1,
+        "the agent is not prompted again"
+    );
+    assert_eq!(
+        world
+            .metric(ops, "spritz_worker_retries_total{stage=\"reply\"}")
+            .await,
+        3.0
+    );
     world.finish().await;
 }
 
@@ -35,7 +44,10 @@ async fn a_rate_limited_post_waits_for_retry_after() {
 
     let posts = world.posts(1).await;
     assert_eq!(posts[0].text, "echo: slow down");
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
     assert_eq!(world.spritz.prompts().len(), 1);
     world.finish().await;
 }

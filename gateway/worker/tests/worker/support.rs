@@ -10,7 +10,9 @@ use secrecy::SecretString;
 use spritz_proto::properties::Envelope;
 use spritz_proto::topology;
 use spritz_proto::traceparent::TraceParent;
-use spritz_proto::{LifecycleEvent, MessageType, Phase, SlackEvent, SlackEventKind, UserMessage, UserMessageKind};
+use spritz_proto::{
+    LifecycleEvent, MessageType, Phase, SlackEvent, SlackEventKind, UserMessage, UserMessageKind,
+};
 use spritz_sandbox::backend::{FakeBackend, TeamInstall};
 use spritz_sandbox::isolation::{self, BrokerAdmin, TestVhost};
 use spritz_sandbox::slack::{FakeSlack, SlackPost};
@@ -55,12 +57,15 @@ impl World {
         TELEMETRY.call_once(spritz_service::telemetry::init_test_subscriber);
         let vhost = BrokerAdmin::from_env().create_vhost().await.expect("vhost");
         let slack = FakeSlack::start().await.expect("fake slack");
-        let backend = FakeBackend::start(BACKEND_TOKEN).await.expect("fake backend");
+        let backend = FakeBackend::start(BACKEND_TOKEN)
+            .await
+            .expect("fake backend");
         let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("fake spritz");
         let install = TeamInstall::demo(TEAM);
         backend.install_team(install.clone());
         let mut settings = BrokerSettings::new(vhost.amqp_url(), "worker-test-publisher");
-        settings.topology.work_retry_tiers = topology::RetryTiers::with_defaults_and([timing().session_retry_interval]);
+        settings.topology.work_retry_tiers =
+            topology::RetryTiers::with_defaults_and([timing().session_retry_interval]);
         let (publisher, _) = Broker::start(settings, BrokerMetrics::unregistered());
         publisher.wait_ready(WAIT).await.expect("broker ready");
         World {
@@ -108,7 +113,10 @@ impl World {
     pub async fn spawn_worker_with(&mut self, config: WorkerConfig) -> std::net::SocketAddr {
         let app = Application::build(config).await.expect("worker builds");
         let ops_addr = app.ops_addr();
-        app.broker().wait_ready(WAIT).await.expect("worker broker ready");
+        app.broker()
+            .wait_ready(WAIT)
+            .await
+            .expect("worker broker ready");
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
@@ -133,7 +141,10 @@ impl World {
                 .expect("runtime");
             runtime.spawn(async move {
                 let app = Application::build(config).await.expect("worker builds");
-                app.broker().wait_ready(WAIT).await.expect("worker broker ready");
+                app.broker()
+                    .wait_ready(WAIT)
+                    .await
+                    .expect("worker broker ready");
                 let _ = ready_tx.send(());
                 let _ = app.run_until_stopped(CancellationToken::new()).await;
             });
@@ -141,7 +152,10 @@ impl World {
             runtime.shutdown_background();
         });
         ready_rx.recv_timeout(WAIT).expect("killable worker ready");
-        KillableWorker { kill: kill_tx, thread }
+        KillableWorker {
+            kill: kill_tx,
+            thread,
+        }
     }
 
     /// Stops worker `index` the SIGTERM way and waits until it returned.
@@ -155,7 +169,9 @@ impl World {
     /// The ledger key of this world for `parts` (e.g. `prompt:T1:C1:<ts>`).
     pub async fn redis_exists(&self, key: &str) -> bool {
         let client = redis::Client::open(isolation::redis_url()).expect("redis url");
-        let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return false };
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            return false;
+        };
         redis::cmd("EXISTS")
             .arg(format!("{}{key}", self.redis_prefix))
             .query_async::<bool>(&mut conn)
@@ -209,7 +225,12 @@ impl World {
     pub async fn publish_raw(&self, message_id: &str, body: &[u8]) {
         let envelope = Envelope::new(message_id, MessageType::SlackEvent, TraceParent::new_root());
         self.publisher
-            .publish(topology::WORK_EXCHANGE, topology::WORK_ROUTING_KEY, body, &envelope)
+            .publish(
+                topology::WORK_EXCHANGE,
+                topology::WORK_ROUTING_KEY,
+                body,
+                &envelope,
+            )
             .await
             .expect("publish confirmed");
     }
@@ -226,15 +247,29 @@ impl World {
             Utc::now(),
         );
         let body = serde_json::to_vec(&event).expect("json");
-        let envelope = Envelope::new(event.message_id(), MessageType::Lifecycle, TraceParent::new_root());
+        let envelope = Envelope::new(
+            event.message_id(),
+            MessageType::Lifecycle,
+            TraceParent::new_root(),
+        );
         self.publisher
-            .publish(topology::LIFECYCLE_EXCHANGE, &event.routing_key(), &body, &envelope)
+            .publish(
+                topology::LIFECYCLE_EXCHANGE,
+                &event.routing_key(),
+                &body,
+                &envelope,
+            )
             .await
             .expect("publish confirmed");
     }
 
     /// Waits until a worker's metric sample reaches `at_least`.
-    pub async fn metric_reaches(&self, ops: std::net::SocketAddr, name_and_labels: &str, at_least: f64) {
+    pub async fn metric_reaches(
+        &self,
+        ops: std::net::SocketAddr,
+        name_and_labels: &str,
+        at_least: f64,
+    ) {
         isolation::eventually(WAIT, || async move {
             (self.metric(ops, name_and_labels).await >= at_least).then_some(())
         })
@@ -244,14 +279,19 @@ impl World {
 
     /// Waits for `n` Slack posts.
     pub async fn posts(&self, n: usize) -> Vec<SlackPost> {
-        self.slack.wait_for_posts(n, WAIT).await.expect("slack posts")
+        self.slack
+            .wait_for_posts(n, WAIT)
+            .await
+            .expect("slack posts")
     }
 
     /// Waits until every delivery was settled: nothing ready in the work queue or its
     /// delay tiers (read through AMQP, which is exact, unlike the management API's
     /// sampled statistics) and nothing in flight in any worker, twice in a row.
     pub async fn settled(&self) {
-        isolation::eventually(WAIT, || async move { (self.idle().await && self.idle().await).then_some(()) })
+        isolation::eventually(WAIT, || async move {
+            (self.idle().await && self.idle().await).then_some(())
+        })
         .await
         .expect("every delivery settled");
     }
@@ -282,12 +322,19 @@ impl World {
 
     /// Messages ready in `queue`, read with a passive declare.
     pub async fn ready(&self, queue: &str) -> u32 {
-        let Some(link) = self.publisher.wait_ready(WAIT).await else { return u32::MAX };
-        let Ok(channel) = link.create_channel().await else { return u32::MAX };
+        let Some(link) = self.publisher.wait_ready(WAIT).await else {
+            return u32::MAX;
+        };
+        let Ok(channel) = link.create_channel().await else {
+            return u32::MAX;
+        };
         let declared = channel
             .queue_declare(
                 queue.into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 lapin::types::FieldTable::default(),
             )
             .await;
@@ -297,9 +344,17 @@ impl World {
 
     /// Reads one metric sample from a worker's `/metrics` (0 when absent).
     pub async fn metric(&self, ops: std::net::SocketAddr, name_and_labels: &str) -> f64 {
-        let body = reqwest::get(format!("http://{ops}/metrics")).await.expect("metrics").text().await.expect("text");
+        let body = reqwest::get(format!("http://{ops}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
         body.lines()
-            .find_map(|line| line.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse().ok()))
+            .find_map(|line| {
+                line.strip_prefix(name_and_labels)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
             .unwrap_or(0.0)
     }
 
@@ -327,7 +382,11 @@ impl KillableWorker {
     pub async fn kill(self, world: &World) {
         let _ = self.kill.send(());
         let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
-        world.vhost.close_connections().await.expect("connections closed");
+        world
+            .vhost
+            .close_connections()
+            .await
+            .expect("connections closed");
     }
 }
 
@@ -345,10 +404,18 @@ pub fn timing() -> Timing {
 }
 
 fn timing_tiers() -> Vec<Duration> {
-    topology::RetryTiers::with_defaults_and([timing().session_retry_interval]).as_slice().to_vec()
+    topology::RetryTiers::with_defaults_and([timing().session_retry_interval])
+        .as_slice()
+        .to_vec()
 }
 
-fn message(channel: &str, channel_type: Option<&str>, ts: &str, thread_ts: Option<&str>, text: &str) -> UserMessage {
+fn message(
+    channel: &str,
+    channel_type: Option<&str>,
+    ts: &str,
+    thread_ts: Option<&str>,
+    text: &str,
+) -> UserMessage {
     UserMessage {
         event_type: UserMessageKind::AppMention,
         user: "U1".into(),
