@@ -200,3 +200,42 @@ async fn only_the_configured_namespaces_are_watched() {
 async fn spritz_notifier_replica(world: &World, namespaces: &[&str]) -> crate::support::Replica {
     crate::support::Replica::spawn(world.config("a", namespaces), &world.fake).await
 }
+
+#[tokio::test]
+async fn quick_successive_changes_of_one_object_are_announced_in_order_as_a_chain() {
+    let world = World::start().await;
+    let _leader = world.leader("a").await;
+    let mut events = world.events().await;
+    world
+        .fake
+        .create_spritz("team-a", "concierge-1", Some("Provisioning"));
+    for phase in ["Ready", "Expiring", "Expired", "Terminating"] {
+        world.fake.set_phase("team-a", "concierge-1", phase);
+    }
+    let mut previous = None;
+    for phase in [
+        Phase::Provisioning,
+        Phase::Ready,
+        Phase::Expiring,
+        Phase::Expired,
+        Phase::Terminating,
+    ] {
+        let received = events.next().await;
+        assert_eq!(
+            (received.event.phase, received.event.previous_phase),
+            (phase, previous)
+        );
+        previous = Some(phase);
+    }
+    world
+        .fake
+        .wait_for_annotation(
+            "team-a",
+            "concierge-1",
+            NOTIFIED_PHASE_ANNOTATION,
+            "Terminating",
+            WAIT,
+        )
+        .await
+        .expect("the last phase recorded");
+}
