@@ -19,11 +19,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use spritz_sandbox::backend::{FakeBackend, TeamInstall};
+use spritz_proto::properties::Envelope;
+use spritz_proto::topology;
+use spritz_proto::traceparent::TraceParent;
+use spritz_proto::{LifecycleEvent, MessageType, Phase};
+use spritz_sandbox::backend::{ExchangeMode, FakeBackend, TeamInstall};
 use spritz_sandbox::isolation::{self, BrokerAdmin};
 use spritz_sandbox::slack::FakeSlack;
 use spritz_sandbox::slack::events::{UserMessage, events_url, send_signed};
 use spritz_sandbox::spritz_api::{AgentBehaviour, FakeSpritz};
+use spritz_service::metrics::BrokerMetrics;
+use spritz_service::{Broker, BrokerSettings};
 use tokio::sync::Mutex;
 
 const SIGNING_SECRET: &str = "bench-signing-secret";
@@ -185,6 +191,11 @@ async fn run() -> anyhow::Result<()> {
     driver.wait_posts(posts_before + total).await?;
     let steady = driver.latencies(&sends, posts_before).await;
 
+    // Wake-up: a delivery waits for its runtime (default 1s retry interval); the
+    // runtime becomes Ready; time from the lifecycle event to the reply.
+    let wakes = env_usize("BENCH_WAKES", 30);
+    let wake = wake_latencies(&driver, &backend, &vhost.amqp_url(), worker_ops, wakes).await?;
+
     println!(
         "spritz worker pipeline benchmark (gateway + worker release processes, sandbox fakes, Echo agent)"
     );
@@ -204,9 +215,117 @@ async fn run() -> anyhow::Result<()> {
         percentile(&steady, 0.99),
         percentile(&steady, 1.0)
     );
+    println!(
+        "lifecycle Ready -> reply ({wakes} waits at the default 1s retry interval): p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&wake, 0.50),
+        percentile(&wake, 0.99)
+    );
     drop(children);
     let _ = vhost.delete().await;
     Ok(())
+}
+
+/// Runs `rounds` wake-ups of team `TWAKE` and returns Ready → reply times in ms,
+/// sorted. Each round: the runtime is Expired (the worker drops the session) and the
+/// backend answers `unavailable`; a message arrives and goes to recovery; the backend
+/// resolves again and the notifier's `Ready` is published.
+async fn wake_latencies(
+    driver: &Driver,
+    backend: &FakeBackend,
+    amqp_url: &str,
+    worker_ops: u16,
+    rounds: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let install = TeamInstall::demo(WAKE_TEAM);
+    backend.install_team(install.clone());
+    let (broker, _) = Broker::start(
+        BrokerSettings::new(amqp_url, "bench-notifier"),
+        BrokerMetrics::unregistered(),
+    );
+    broker
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .context("bench broker")?;
+    let mut latencies = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let expired_before = worker_metric(&driver.http, worker_ops, EXPIRED_SAMPLE).await;
+        publish_lifecycle(&broker, &install, Phase::Expired).await?;
+        let http = &driver.http;
+        isolation::eventually(Duration::from_secs(10), || async move {
+            (worker_metric(http, worker_ops, EXPIRED_SAMPLE).await > expired_before).then_some(())
+        })
+        .await
+        .context("the worker never saw Expired")?;
+        backend.set_exchange_mode(WAKE_TEAM, ExchangeMode::Unavailable);
+        let calls = backend.exchange_calls(WAKE_TEAM);
+        let posts = driver.slack.post_attempts();
+        let n = driver.next.fetch_add(1, Ordering::Relaxed);
+        driver.send_for(n, &install).await?;
+        backend
+            .wait_for_exchange_calls(WAKE_TEAM, calls + 1, Duration::from_secs(10))
+            .await?;
+        backend.set_exchange_mode(WAKE_TEAM, ExchangeMode::Resolved);
+        let ready_at = Instant::now();
+        publish_lifecycle(&broker, &install, Phase::Ready).await?;
+        driver.wait_posts(posts + 1).await?;
+        latencies.push(ready_at.elapsed().as_secs_f64() * 1000.0);
+        let _ = round;
+    }
+    broker.close().await;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Ok(latencies)
+}
+
+const WAKE_TEAM: &str = "TWAKE";
+const EXPIRED_SAMPLE: &str =
+    "spritz_worker_lifecycle_events_total{action=\"invalidated\",phase=\"Expired\"}";
+
+async fn publish_lifecycle(
+    broker: &Broker,
+    install: &TeamInstall,
+    phase: Phase,
+) -> anyhow::Result<()> {
+    let event = LifecycleEvent::new(
+        install.namespace.clone(),
+        install.instance_id.clone(),
+        "uid-wake".into(),
+        phase,
+        None,
+        chrono::Utc::now().timestamp_micros().to_string(),
+        chrono::Utc::now(),
+    );
+    let body = serde_json::to_vec(&event)?;
+    let envelope = Envelope::new(
+        event.message_id(),
+        MessageType::Lifecycle,
+        TraceParent::new_root(),
+    );
+    broker
+        .publish(
+            topology::LIFECYCLE_EXCHANGE,
+            &event.routing_key(),
+            &body,
+            &envelope,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn worker_metric(http: &reqwest::Client, ops: u16, sample: &str) -> f64 {
+    let Ok(response) = http
+        .get(format!("http://127.0.0.1:{ops}/metrics"))
+        .send()
+        .await
+    else {
+        return 0.0;
+    };
+    let body = response.text().await.unwrap_or_default();
+    body.lines()
+        .find_map(|line| {
+            line.strip_prefix(sample)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
 }
 
 /// Sends signed events and matches the fake Slack's posts to them.
@@ -223,11 +342,11 @@ struct Driver {
 type Sends = Arc<Mutex<HashMap<usize, Instant>>>;
 
 impl Driver {
-    fn message(&self, n: usize) -> Vec<u8> {
+    fn message_for(&self, n: usize, install: &TeamInstall) -> Vec<u8> {
         let message = UserMessage {
-            team_id: TEAM.into(),
-            api_app_id: self.install.api_app_id.clone(),
-            bot_user_id: self.install.bot_user_id.clone(),
+            team_id: install.team_id.clone(),
+            api_app_id: install.api_app_id.clone(),
+            bot_user_id: install.bot_user_id.clone(),
             user_id: "UBENCH".into(),
             channel: "CBENCH".into(),
             text: format!("bench {n}"),
@@ -239,7 +358,11 @@ impl Driver {
     }
 
     async fn send(&self, n: usize) -> anyhow::Result<()> {
-        let body = self.message(n);
+        self.send_for(n, &self.install.clone()).await
+    }
+
+    async fn send_for(&self, n: usize, install: &TeamInstall) -> anyhow::Result<()> {
+        let body = self.message_for(n, install);
         let (status, _) = send_signed(&self.http, &self.events, SIGNING_SECRET, &body).await?;
         anyhow::ensure!(status == 200, "gateway answered {status}");
         Ok(())

@@ -19,6 +19,9 @@ use crate::prompt_text::{conversation_name, prompt_text};
 pub(super) const STAGE_TERMINAL: &str = "terminal-failure";
 pub(super) const STAGE_INTERNAL: &str = "internal-error";
 
+/// The longest wait for a busy conversation (the shortest default delay tier).
+const BUSY_WAIT: Duration = Duration::from_millis(250);
+
 /// Where getting a session ended.
 pub(super) enum SessionStep {
     Ready(Arc<ChannelSession>),
@@ -98,12 +101,9 @@ impl Pipeline {
             Ok(Some(lock)) => *held.lock_slot() = Some(lock),
             Ok(None) => {
                 tracing::debug!("conversation busy; waiting");
-                return retry(
-                    event,
-                    RetryStage::ConversationBusy,
-                    self.timing.session_retry_interval,
-                    |_| {},
-                );
+                // A prompt usually ends within seconds: look again soon.
+                let after = self.timing.session_retry_interval.min(BUSY_WAIT);
+                return retry(event, RetryStage::ConversationBusy, after, |_| {});
             }
             Err(error) => {
                 tracing::warn!(error = %error, "ledger unavailable; retrying later");
