@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
 use lapin::types::ShortString;
 use lapin::{Confirmation, Connection, ConnectionProperties};
-use serde_json::{Value, json};
+use serde_json::Value;
 use spritz_proto::message::MessageType;
 use spritz_proto::properties::Envelope;
 use spritz_proto::slack_signature;
@@ -95,33 +95,25 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
 }
 
-/// A realistic `app_mention` callback, about 1 KiB like Slack's.
+/// A realistic `app_mention` callback, about 1 KiB like Slack's. Built from a template
+/// so the load generator spends its CPU on sending, not on JSON.
 fn slack_body(n: u64) -> Vec<u8> {
-    json!({
-        "token": "legacy-verification-token",
-        "team_id": "T0BENCH01",
-        "api_app_id": "A0BENCH01",
-        "event": {
-            "type": "app_mention",
-            "user": "U0BENCHUSER",
-            "text": "<@U0BENCHBOT> please summarise the last release notes and list the open questions",
-            "ts": format!("1700000000.{n:06}"),
-            "channel": "C0BENCHCHAN",
-            "channel_type": "channel",
-            "event_ts": format!("1700000000.{n:06}"),
-            "blocks": [{"type": "rich_text", "block_id": "b1", "elements": [{"type": "rich_text_section",
-                "elements": [{"type": "user", "user_id": "U0BENCHBOT"},
-                             {"type": "text", "text": " please summarise the last release notes"}]}]}],
-        },
-        "type": "event_callback",
-        "event_id": format!("Ev0BENCH{n:012}"),
-        "event_time": 1_700_000_000,
-        "authorizations": [{"enterprise_id": null, "team_id": "T0BENCH01", "user_id": "U0BENCHBOT",
-                            "is_bot": true, "is_enterprise_install": false}],
-        "is_ext_shared_channel": false,
-        "event_context": "4-eyJldCI6ImFwcF9tZW50aW9uIiwidGlkIjoiVDBCRU5DSDAxIn0",
-    })
-    .to_string()
+    format!(
+        concat!(
+            r#"{{"token":"legacy-verification-token","team_id":"T0BENCH01","api_app_id":"A0BENCH01","#,
+            r#""event":{{"type":"app_mention","user":"U0BENCHUSER","#,
+            r#""text":"<@U0BENCHBOT> please summarise the last release notes and list the open questions","#,
+            r#""ts":"1700000000.{n:06}","channel":"C0BENCHCHAN","channel_type":"channel","#,
+            r#""event_ts":"1700000000.{n:06}","blocks":[{{"type":"rich_text","block_id":"b1","elements":"#,
+            r#"[{{"type":"rich_text_section","elements":[{{"type":"user","user_id":"U0BENCHBOT"}},"#,
+            r#"{{"type":"text","text":" please summarise the last release notes"}}]}}]}}]}},"#,
+            r#""type":"event_callback","event_id":"Ev0BENCH{n:012}","event_time":1700000000,"#,
+            r#""authorizations":[{{"enterprise_id":null,"team_id":"T0BENCH01","user_id":"U0BENCHBOT","#,
+            r#""is_bot":true,"is_enterprise_install":false}}],"is_ext_shared_channel":false,"#,
+            r#""event_context":"4-eyJldCI6ImFwcF9tZW50aW9uIiwidGlkIjoiVDBCRU5DSDAxIn0"}}"#
+        ),
+        n = n
+    )
     .into_bytes()
 }
 
@@ -253,6 +245,77 @@ fn cpu_seconds(path: &str) -> f64 {
             .unwrap_or(f64::NAN)
     };
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A bare HTTP/1.1 keep-alive connection for the closed-loop phase: the load
+/// generator shares the machine's cores with the gateway and the broker, so it should
+/// spend as little of them as it can (a pooled general-purpose client costs about as
+/// much CPU per request as the gateway itself).
+struct RawConnection {
+    stream: tokio::io::BufStream<tokio::net::TcpStream>,
+    head: String,
+}
+
+impl RawConnection {
+    async fn open(url: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(url)?;
+        let authority = format!(
+            "{}:{}",
+            url.host_str().context("host")?,
+            url.port().context("port")?
+        );
+        let tcp = tokio::net::TcpStream::connect(&authority).await?;
+        tcp.set_nodelay(true)?;
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n",
+            url.path()
+        );
+        Ok(Self {
+            stream: tokio::io::BufStream::new(tcp),
+            head,
+        })
+    }
+
+    /// Posts one signed event and returns the status.
+    async fn post(&mut self, body: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = slack_signature::sign(SIGNING_SECRET.as_bytes(), &timestamp, body);
+        let request = format!(
+            "{}X-Slack-Request-Timestamp: {timestamp}\r\nX-Slack-Signature: {signature}\r\nContent-Length: {}\r\n\r\n",
+            self.head,
+            body.len()
+        );
+        self.stream.write_all(request.as_bytes()).await?;
+        self.stream.write_all(body).await?;
+        self.stream.flush().await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut answer = vec![0u8; length];
+        self.stream.read_exact(&mut answer).await?;
+        Ok(status)
+    }
 }
 
 /// Sends one signed event; `Ok(true)` when answered 200.
@@ -389,6 +452,7 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
+    serde_json::from_slice::<Value>(&slack_body(7)).context("the event template is JSON")?;
     // Warm up connections and the gateway's publisher channels.
     for n in 0..200 {
         send(&client, &gateway.url, slack_body(9_000_000_000 + n)).await;
@@ -411,15 +475,24 @@ async fn main() -> anyhow::Result<()> {
 
     let url = gateway.url.clone();
     let (gateway_cpu, own_cpu) = (gateway.cpu_seconds(), cpu_seconds("/proc/self/stat"));
+    let mut pool = Vec::with_capacity(settings.concurrency);
+    for _ in 0..settings.concurrency {
+        pool.push(RawConnection::open(&url).await?);
+    }
+    let pool = Arc::new(Mutex::new(pool));
     let max = closed_loop(
         format!("gateway, max (concurrency {})", settings.concurrency),
         &settings,
         1_000_000_000,
-        {
-            let client = client.clone();
-            move |n| {
-                let (client, url) = (client.clone(), url.clone());
-                async move { send(&client, &url, slack_body(n)).await }
+        move |n| {
+            let pool = pool.clone();
+            async move {
+                let Some(mut connection) = pool.lock().await.pop() else {
+                    return false;
+                };
+                let ok = matches!(connection.post(&slack_body(n)).await, Ok(200));
+                pool.lock().await.push(connection);
+                ok
             }
         },
     )

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt as _;
 use prometheus::Registry;
 use secrecy::ExposeSecret;
 use spritz_service::metrics::{BrokerMetrics, register_build_info};
@@ -106,7 +107,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         let ops_stop = CancellationToken::new();
         let ops = tokio::spawn(self.ops.run(ops_stop.clone()));
-        let served = axum::serve(self.listener, self.router)
+        // Answers are small: send them at once instead of waiting on Nagle's algorithm.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set");
+            }
+        });
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown({
                 let shutdown = shutdown.clone();
                 async move { shutdown.cancelled().await }

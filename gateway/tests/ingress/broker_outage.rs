@@ -57,6 +57,7 @@ async fn an_unroutable_event_is_answered_503_not_200() {
             .await,
         Some(1.0)
     );
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -118,6 +119,7 @@ async fn a_nacked_event_is_answered_503_not_200() {
         acknowledged,
         "every 200 is queued, the 503 is not"
     );
+    app.finish().await;
 }
 
 fn management_base() -> String {
@@ -190,4 +192,5 @@ async fn a_cut_connection_gives_503_until_the_broker_is_back_then_events_are_que
         app.metric("spritz_broker_reconnects_total").await,
         Some(1.0)
     );
+    app.finish().await;
 }

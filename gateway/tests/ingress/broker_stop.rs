@@ -72,4 +72,5 @@ async fn broker_stop_gives_503_and_the_gateway_recovers_when_the_broker_is_back(
     let queued = app.drain_work_queue().await;
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].1["eventId"], id.as_str());
+    app.finish().await;
 }

@@ -63,6 +63,7 @@ async fn a_signed_app_mention_is_on_the_work_queue_when_the_response_arrives() {
             .await,
         Some(1.0)
     );
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -106,6 +107,7 @@ async fn a_direct_message_is_queued_and_slack_retry_headers_travel_with_it() {
         headers.inner().get(SLACK_RETRY_NUM),
         Some(AMQPValue::LongLongInt(1))
     ));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -124,6 +126,7 @@ async fn uninstall_events_are_queued() {
         .map(|(_, b)| b["event"]["kind"].clone())
         .collect();
     assert_eq!(kinds, [json!("app_uninstalled"), json!("tokens_revoked")]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -181,6 +184,7 @@ async fn each_filtered_kind_is_answered_200_ignored_and_nothing_is_queued() {
         app.drain_work_queue().await.is_empty(),
         "nothing may be queued"
     );
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -198,6 +202,7 @@ async fn url_verification_is_answered_with_the_challenge_as_text() {
     );
     assert_eq!(response.text().await.expect("text"), "3eZbrw1aB");
     assert!(app.drain_work_queue().await.is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -266,6 +271,7 @@ async fn bad_signatures_stale_timestamps_missing_headers_bad_json_and_huge_bodie
             .await,
         Some(3.0)
     );
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -299,6 +305,7 @@ async fn every_route_is_also_served_under_the_public_url_prefix() {
         .await
         .expect("unknown");
     assert_eq!(unknown.status(), 404);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -320,4 +327,5 @@ async fn the_ops_listener_serves_metrics_health_and_readiness() {
     for name in ["spritz_build_info", "spritz_broker_connected 1"] {
         assert!(metrics.contains(name), "{name} missing");
     }
+    app.finish().await;
 }

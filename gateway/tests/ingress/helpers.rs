@@ -195,6 +195,16 @@ impl TestApp {
             .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
     }
 
+    /// Ends the test cleanly: stops the gateway, then deletes the vhost. Deleting it
+    /// while the gateway still holds a connection, from a blocked runtime (a `Drop`),
+    /// makes the broker wait on a close handshake nobody answers.
+    pub async fn finish(mut self) {
+        if self.task.is_some() {
+            let _ = self.stop().await;
+        }
+        let _ = self.vhost.clone().delete().await;
+    }
+
     /// Stops the gateway as SIGTERM would and returns how `run_until_stopped` ended.
     pub async fn stop(&mut self) -> spritz_gateway::Result<()> {
         self.shutdown.cancel();
@@ -207,13 +217,10 @@ impl TestApp {
     }
 }
 
+/// The vhost deletes itself when the last handle goes (`spritz_sandbox::isolation`).
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let vhost = self.vhost.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { vhost.delete().await });
-        }
     }
 }
 

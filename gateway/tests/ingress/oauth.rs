@@ -91,6 +91,7 @@ async fn install_redirects_to_slacks_authorize_page_with_a_signed_state() {
         signer.verify(Some(&params["state"]), chrono::Utc::now().timestamp()),
         Ok(())
     );
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -167,6 +168,7 @@ async fn a_good_callback_exchanges_the_code_and_upserts_the_installation() {
             .await,
         Some(1.0)
     );
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -198,6 +200,7 @@ async fn a_tampered_state_is_rejected_before_any_code_exchange() {
         "no code exchange for a bad state"
     );
     assert!(app.backend.installations().is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -213,6 +216,7 @@ async fn an_expired_state_is_rejected_with_a_clear_message() {
     assert!(response.text().await.expect("text").contains("expired"));
     assert!(app.slack.oauth_exchanges().is_empty());
     assert!(app.backend.installations().is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -248,6 +252,7 @@ async fn a_cancelled_install_and_a_refused_code_install_nothing() {
         "Slack's error stays in the log"
     );
     assert!(app.backend.installations().is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -267,4 +272,5 @@ async fn a_backend_failure_is_reported_and_not_shown_as_success() {
             .expect("text")
             .contains("could not be completed")
     );
+    app.finish().await;
 }

@@ -62,4 +62,5 @@ async fn shutdown_lets_in_flight_events_finish_and_every_200_is_queued() {
         reqwest::get(app.url("/healthz")).await.is_err(),
         "the listener is closed"
     );
+    app.finish().await;
 }
