@@ -141,10 +141,16 @@ mod tests {
             "unauthorized"
         );
         assert_eq!(Error::TooLarge.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(
-            Error::NotQueued(PublishError::Nacked).status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        for not_queued in [
+            PublishError::Unavailable,
+            PublishError::Nacked,
+            PublishError::Returned("NO_ROUTE".into()),
+            PublishError::Timeout(std::time::Duration::from_secs(2)),
+        ] {
+            let error = Error::NotQueued(not_queued);
+            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE, "{error:?}");
+            assert_eq!(error.outcome(), "unavailable");
+        }
         assert_eq!(Error::State(StateError::Expired).outcome(), "bad_request");
         assert_eq!(Error::Backend("x".into()).outcome(), "error");
     }
