@@ -27,8 +27,10 @@ use spritz_service::Broker;
 use crate::error::{Error, Result};
 use crate::requeue::copy_envelope;
 
-/// How long to wait for the next parked message before concluding the lot is empty.
+/// How long to wait for a parked message the queue said it holds.
 const IDLE: Duration = Duration::from_secs(2);
+/// How long the queue must stay quiet once that many were taken.
+const QUIET: Duration = Duration::from_millis(300);
 
 /// One parked message, as `dlq list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,10 +202,10 @@ async fn take_all(channel: &lapin::Channel) -> Result<Vec<Held>> {
             FieldTable::default(),
         )
         .await?;
+    // The count is a lower bound: messages another client just gave back may still
+    // be on their way into the queue. Take at least that many, then keep taking until
+    // the queue stays quiet for a moment.
     let count = usize::try_from(declared.message_count()).unwrap_or(usize::MAX);
-    if count == 0 {
-        return Ok(Vec::new());
-    }
     // Prefetch 0 is "unlimited": every parked message can be held unacked at once.
     channel.basic_qos(0, BasicQosOptions::default()).await?;
     let mut consumer = channel
@@ -215,8 +217,9 @@ async fn take_all(channel: &lapin::Channel) -> Result<Vec<Held>> {
         )
         .await?;
     let mut held = Vec::with_capacity(count.min(10_000));
-    while held.len() < count {
-        match tokio::time::timeout(IDLE, consumer.next()).await {
+    loop {
+        let wait = if held.len() < count { IDLE } else { QUIET };
+        match tokio::time::timeout(wait, consumer.next()).await {
             Ok(Some(Ok(delivery))) => held.push(describe(delivery)),
             Ok(Some(Err(error))) => return Err(error.into()),
             Ok(None) | Err(_) => break,

@@ -22,6 +22,10 @@ pub(super) const STAGE_INTERNAL: &str = "internal-error";
 /// The longest wait for a busy conversation (the shortest default delay tier).
 const BUSY_WAIT: Duration = Duration::from_millis(250);
 
+/// The longest a prompt that starts past the status threshold runs before the status
+/// message is posted.
+const PROMPT_STATUS_GRACE: Duration = Duration::from_secs(1);
+
 /// Where getting a session ended.
 pub(super) enum SessionStep {
     Ready(Arc<ChannelSession>),
@@ -240,7 +244,11 @@ impl Pipeline {
         };
         let bot_token = session.provider_auth.bot_access_token.clone();
         let status = async {
-            let wait = super::until(Utc::now(), turn.threshold);
+            // Due at the threshold; a prompt that starts after it (a backlog, a
+            // replay) first gets a short grace, so an instant reply is not preceded
+            // by "still waking up".
+            let grace = self.timing.status_message_delay.min(PROMPT_STATUS_GRACE);
+            let wait = super::until(Utc::now(), turn.threshold).max(grace);
             tokio::time::sleep(wait).await;
             if let Some(token) = &bot_token {
                 self.ensure_status(turn, held, token).await;

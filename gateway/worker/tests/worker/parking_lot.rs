@@ -102,6 +102,7 @@ async fn dlq_replay_brings_a_parked_message_back_to_the_worker() {
     assert_eq!(listed[0].team_id.as_deref(), Some("T1"));
     assert_eq!(listed[0].channel_id.as_deref(), Some("C1"));
 
+    parked(&world, 2).await;
     let report = dlq::replay(
         &world.publisher,
         &Selection::Ids(vec![event.event_id.clone(), "nope".into()]),
