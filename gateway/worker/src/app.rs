@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus::Registry;
 use spritz_proto::topology::{RetryTiers, TopologyOptions};
@@ -40,6 +41,7 @@ pub struct Application {
     backend_sync_metrics: BackendSyncMetrics,
     /// Stops background work (Redis connect) that outlives the consume loop.
     background: CancellationToken,
+    consuming: Arc<AtomicBool>,
 }
 
 impl Application {
@@ -117,12 +119,19 @@ impl Application {
             requeue,
             ledger: ledger.clone(),
             metrics,
+            subscribed: Arc::default(),
         };
+        let consuming: Arc<AtomicBool> = Arc::default();
 
         let ready_broker = broker.clone();
+        let (work, broadcast) = (consuming.clone(), lifecycle.subscribed.clone());
         let readiness = Readiness::new()
             .with_check("broker", move || ready_broker.is_ready())
-            .with_check("redis", move || ledger.is_connected());
+            .with_check("redis", move || ledger.is_connected())
+            .with_check("work consumer", move || work.load(Ordering::Relaxed))
+            .with_check("lifecycle consumer", move || {
+                broadcast.load(Ordering::Relaxed)
+            });
         let ops = OpsServer::bind(config.metrics_addr, registry, readiness).await?;
         let ops_addr = ops.local_addr()?;
         Ok(Self {
@@ -136,6 +145,7 @@ impl Application {
             lifecycle,
             backend_sync_metrics,
             background,
+            consuming,
         })
     }
 
@@ -190,6 +200,7 @@ impl Application {
         let settings = ConsumerSettings {
             prefetch: self.config.prefetch,
             shutdown_grace: self.config.shutdown_grace,
+            consuming: self.consuming,
         };
         consumer::run(
             self.broker.clone(),

@@ -5,6 +5,7 @@
 //! rest back (nack, requeue).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -132,6 +133,8 @@ async fn nack(acker: &Acker) {
 pub struct ConsumerSettings {
     pub prefetch: u16,
     pub shutdown_grace: Duration,
+    /// True while the work queue is consumed (a readiness check).
+    pub consuming: Arc<AtomicBool>,
 }
 
 /// Consumes until `shutdown`, then drains. Returns when every delivery is settled or
@@ -158,7 +161,9 @@ pub async fn run(
                 tracker: &tracker,
                 hand_back: &hand_back,
             };
-            if let Err(error) = consume_on(&link, &settings, &work, &shutdown).await {
+            let result = consume_on(&link, &settings, &work, &shutdown).await;
+            settings.consuming.store(false, Ordering::Relaxed);
+            if let Err(error) = result {
                 tracing::warn!(error = %error, "work consumer stopped; waiting for a new broker link");
                 link.report_broken();
             }
@@ -216,6 +221,7 @@ async fn consume_on(
             FieldTable::default(),
         )
         .await?;
+    settings.consuming.store(true, Ordering::Relaxed);
     tracing::info!(
         generation = link.generation(),
         prefetch = settings.prefetch,

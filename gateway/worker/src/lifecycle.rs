@@ -6,6 +6,9 @@
 //! event missed while disconnected only costs a stale session (the next call on it
 //! fails and recovers) or a wake-up at the end of the normal delay.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
@@ -28,6 +31,9 @@ pub struct LifecycleHandler {
     pub requeue: Requeue,
     pub ledger: Ledger,
     pub metrics: WorkerMetrics,
+    /// True while this worker's broadcast queue is consumed (a readiness check: a
+    /// worker that misses invalidations must not take work).
+    pub subscribed: Arc<AtomicBool>,
 }
 
 impl LifecycleHandler {
@@ -71,11 +77,13 @@ pub async fn run(broker: Broker, handler: LifecycleHandler, shutdown: Cancellati
             .borrow_and_update()
             .clone()
             .filter(|link| !link.is_broken());
-        if let Some(link) = link
-            && let Err(error) = consume_on(&link, &handler, &shutdown).await
-        {
-            tracing::warn!(error = %error, "lifecycle consumer stopped; waiting for a new broker link");
-            link.report_broken();
+        if let Some(link) = link {
+            let result = consume_on(&link, &handler, &shutdown).await;
+            handler.subscribed.store(false, Ordering::Relaxed);
+            if let Err(error) = result {
+                tracing::warn!(error = %error, "lifecycle consumer stopped; waiting for a new broker link");
+                link.report_broken();
+            }
         }
         if shutdown.is_cancelled() {
             return;
@@ -106,6 +114,7 @@ async fn consume_on(
             FieldTable::default(),
         )
         .await?;
+    handler.subscribed.store(true, Ordering::Relaxed);
     loop {
         tokio::select! {
             next = consumer.next() => match next {

@@ -107,3 +107,43 @@ impl Outcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_label_is_a_documented_metric_label() {
+        let event = Box::new(SlackEvent::new(
+            chrono::Utc::now(),
+            "Ev".into(),
+            "T".into(),
+            spritz_proto::SlackEventKind::AppUninstalled,
+        ));
+        let outcomes = [
+            Outcome::Replied { recovered: false },
+            Outcome::Replied { recovered: true },
+            Outcome::Duplicate,
+            Outcome::Ignored,
+            Outcome::Disconnected,
+            Outcome::FailedTerminal,
+            Outcome::Dropped(DropReason::NotInstalled),
+            Outcome::Dropped(DropReason::AppMismatch),
+            Outcome::RetryLater {
+                stage: RetryStage::Session,
+                after: Duration::ZERO,
+                event,
+            },
+            Outcome::ParkingLot {
+                reason: "malformed",
+            },
+        ];
+        for outcome in outcomes {
+            assert!(
+                crate::metrics::OUTCOMES.contains(&outcome.label()),
+                "{}",
+                outcome.label()
+            );
+        }
+    }
+}

@@ -87,6 +87,7 @@ async fn a_worker_killed_mid_delivery_never_causes_a_second_prompt() {
     let mut world = World::new().await;
     world.spritz.hold_prompts();
     let doomed = world.spawn_killable_worker();
+    crate::support::wait_ready(doomed.ops_addr).await;
     let event = world.channel_message("don't repeat me");
     let key = event
         .user_message()

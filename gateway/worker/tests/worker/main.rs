@@ -5,6 +5,7 @@
 mod support;
 
 mod concurrency;
+mod direct;
 mod happy_path;
 mod lifecycle;
 mod parking_lot;

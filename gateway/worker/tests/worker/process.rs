@@ -89,6 +89,52 @@ async fn sigterm_finishes_the_delivery_in_flight_and_takes_no_new_work() {
 }
 
 #[tokio::test]
+async fn a_delivery_still_running_when_the_grace_period_ends_is_handed_back() {
+    let mut world = World::new().await;
+    let mut config = world.config();
+    config.shutdown_grace = std::time::Duration::from_millis(300);
+    world.spawn_worker_with(config).await;
+    world.spritz.hold_prompts();
+    let event = world.channel_message("too slow to finish");
+    world.publish(&event).await;
+    world
+        .spritz
+        .wait_for_prompts(1, WAIT)
+        .await
+        .expect("prompt");
+
+    let stopped = world.stop_worker(0).await;
+    tokio::time::timeout(WAIT, stopped)
+        .await
+        .expect("worker exits within the grace")
+        .expect("cleanly");
+    let world_ref = &world;
+    isolation::eventually(WAIT, || async move {
+        (world_ref.ready(spritz_proto::topology::WORK_QUEUE).await == 1).then_some(())
+    })
+    .await
+    .expect("handed back to the queue");
+
+    // The prompt had reached the agent: the next worker must not send it again.
+    world.spritz.release_prompts();
+    world.spawn_worker().await;
+    // (The held prompt ran past the status threshold: a status message came first.)
+    let slack = &world.slack;
+    isolation::eventually(WAIT, || async move {
+        slack
+            .posts()
+            .iter()
+            .any(|p| p.text == crate::support::INTERNAL)
+            .then_some(())
+    })
+    .await
+    .expect("the internal-error reply");
+    world.settled().await;
+    assert_eq!(world.spritz.prompts().len(), 1);
+    world.finish().await;
+}
+
+#[tokio::test]
 async fn the_worker_resumes_consuming_after_the_broker_connection_drops() {
     let mut world = World::new().await;
     world.spawn_worker().await;
@@ -135,7 +181,7 @@ async fn without_redis_deliveries_are_retried_and_never_processed_unclaimed() {
     let mut world = World::new().await;
     let mut config = world.config();
     config.redis_url = "redis://127.0.0.1:1".into();
-    let ops = world.spawn_worker_with(config).await;
+    let ops = world.spawn_worker_unready(config).await;
     let event = world.channel_message("no ledger");
     world.publish(&event).await;
 

@@ -110,13 +110,17 @@ impl World {
         self.spawn_worker_with(config).await
     }
 
+    /// Starts a worker and waits until `/readyz` says it consumes both its queues.
     pub async fn spawn_worker_with(&mut self, config: WorkerConfig) -> std::net::SocketAddr {
+        let ops_addr = self.spawn_worker_unready(config).await;
+        wait_ready(ops_addr).await;
+        ops_addr
+    }
+
+    /// Starts a worker without waiting for readiness (it may never be ready).
+    pub async fn spawn_worker_unready(&mut self, config: WorkerConfig) -> std::net::SocketAddr {
         let app = Application::build(config).await.expect("worker builds");
         let ops_addr = app.ops_addr();
-        app.broker()
-            .wait_ready(WAIT)
-            .await
-            .expect("worker broker ready");
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
@@ -141,20 +145,17 @@ impl World {
                 .expect("runtime");
             runtime.spawn(async move {
                 let app = Application::build(config).await.expect("worker builds");
-                app.broker()
-                    .wait_ready(WAIT)
-                    .await
-                    .expect("worker broker ready");
-                let _ = ready_tx.send(());
+                let _ = ready_tx.send(app.ops_addr());
                 let _ = app.run_until_stopped(CancellationToken::new()).await;
             });
             let _ = kill_rx.recv();
             runtime.shutdown_background();
         });
-        ready_rx.recv_timeout(WAIT).expect("killable worker ready");
+        let ops_addr = ready_rx.recv_timeout(WAIT).expect("killable worker built");
         KillableWorker {
             kill: kill_tx,
             thread,
+            ops_addr,
         }
     }
 
@@ -373,6 +374,7 @@ impl World {
 pub struct KillableWorker {
     kill: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,
+    pub ops_addr: std::net::SocketAddr,
 }
 
 impl KillableWorker {
@@ -388,6 +390,16 @@ impl KillableWorker {
             .await
             .expect("connections closed");
     }
+}
+
+/// Waits until a worker's `/readyz` answers 200.
+pub async fn wait_ready(ops: std::net::SocketAddr) {
+    isolation::eventually(WAIT, || async move {
+        let response = reqwest::get(format!("http://{ops}/readyz")).await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await
+    .expect("worker ready");
 }
 
 /// Short timings: status after 300ms, deadline after 3s, retries every 200ms.

@@ -1,0 +1,96 @@
+//! The unit of work called directly, without the queue: `Pipeline::process` turns one
+//! delivery into one outcome and acks nothing.
+
+use spritz_proto::MessageType;
+use spritz_proto::properties::Envelope;
+use spritz_proto::traceparent::TraceParent;
+use spritz_sandbox::isolation;
+use spritz_worker::{Application, Incoming, Outcome, RetryStage};
+
+use crate::support::{WAIT, World};
+
+fn incoming(message_id: &str, body: Vec<u8>) -> Incoming {
+    let properties =
+        Envelope::new(message_id, MessageType::SlackEvent, TraceParent::new_root()).properties();
+    Incoming::new(body, properties)
+}
+
+#[tokio::test]
+async fn process_answers_once_then_calls_the_same_delivery_a_duplicate() {
+    let world = World::new().await;
+    let app = Application::build(world.config()).await.expect("app");
+    let pipeline = app.pipeline();
+    isolation::eventually(WAIT, || async {
+        pipeline.ledger().is_connected().then_some(())
+    })
+    .await
+    .expect("redis");
+    let mut world = world;
+    let event = world.direct_message("directly");
+    let delivery = incoming(&event.event_id, serde_json::to_vec(&event).expect("json"));
+
+    let first = pipeline.process(&delivery).await;
+    assert!(
+        matches!(first, Outcome::Replied { recovered: false }),
+        "{first:?}"
+    );
+    assert_eq!(world.slack.posts()[0].text, "echo: directly");
+    let second = pipeline.process(&delivery).await;
+    assert!(matches!(second, Outcome::Duplicate), "{second:?}");
+    assert_eq!(world.slack.posts().len(), 1);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn process_parks_garbage_and_asks_for_a_retry_while_the_runtime_is_away() {
+    let mut world = World::new().await;
+    let app = Application::build(world.config()).await.expect("app");
+    let pipeline = app.pipeline();
+    isolation::eventually(WAIT, || async {
+        pipeline.ledger().is_connected().then_some(())
+    })
+    .await
+    .expect("redis");
+
+    let garbage = pipeline
+        .process(&incoming("junk", b"{not json".to_vec()))
+        .await;
+    assert!(
+        matches!(
+            garbage,
+            Outcome::ParkingLot {
+                reason: "malformed"
+            }
+        ),
+        "{garbage:?}"
+    );
+
+    world
+        .backend
+        .set_exchange_mode("T1", spritz_sandbox::backend::ExchangeMode::Unavailable);
+    let event = world.channel_message("later");
+    let outcome = pipeline
+        .process(&incoming(
+            &event.event_id,
+            serde_json::to_vec(&event).expect("json"),
+        ))
+        .await;
+    let Outcome::RetryLater {
+        stage,
+        after,
+        event: copy,
+    } = outcome
+    else {
+        panic!("expected a retry, got {outcome:?}");
+    };
+    assert_eq!(stage, RetryStage::Session);
+    assert!(
+        after <= std::time::Duration::from_millis(300),
+        "back by the status threshold"
+    );
+    let resume = copy.resume.expect("resume state");
+    assert_eq!(resume.attempt, 1);
+    assert!(resume.recovering);
+    assert!(world.slack.posts().is_empty());
+    world.finish().await;
+}
