@@ -72,8 +72,9 @@ impl BrokerAdmin {
     }
 }
 
-/// A vhost that belongs to one test. It is deleted by [`TestVhost::delete`] or, when a
-/// test ends without calling it (a failed assertion), when the last clone is dropped.
+/// A vhost that belongs to one test. It is deleted by [`TestVhost::delete`] (call it
+/// after the processes using it have stopped) or, best effort, when the last clone is
+/// dropped without that (a failed assertion).
 #[derive(Clone, Debug)]
 pub struct TestVhost {
     inner: std::sync::Arc<VhostInner>,
@@ -91,19 +92,20 @@ impl Drop for VhostInner {
         if self.deleted.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        // Drop may run inside a runtime, where blocking is not allowed: delete from a
-        // thread of its own with a runtime of its own.
+        // Best effort, and never waited for: the broker closes the vhost's connections
+        // before deleting it, and a connection owned by the runtime this drop blocks
+        // could not answer the close. A vhost the process exits too early to delete is
+        // removed by `scripts/test`.
         let admin = self.admin.clone();
         let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
                 runtime.block_on(delete_vhost(&admin, &name));
             }
-        })
-        .join();
+        });
     }
 }
 
