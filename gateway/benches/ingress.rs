@@ -169,6 +169,8 @@ impl Gateway {
                 ("SPRITZ_AMQP_URL", amqp_url),
                 ("RUST_LOG", "info"),
             ])
+            // Passed through for experiments with the gateway's runtime size.
+            .envs(std::env::var("TOKIO_WORKER_THREADS").map(|v| ("TOKIO_WORKER_THREADS", v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
