@@ -145,6 +145,9 @@ end
 return 0
 ";
 
+/// The longest a ledger call waits for Redis's answer.
+const MAX_RESPONSE_WAIT: Duration = Duration::from_secs(2);
+
 struct Scripts {
     claim: Script,
     release: Script,
@@ -196,7 +199,9 @@ impl Ledger {
         tokio::spawn(async move {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
+                // A ledger call is a few microseconds of Redis work; waiting long on a
+                // stuck Redis only holds the delivery up.
+                .set_response_timeout(Some(timeout.min(MAX_RESPONSE_WAIT)))
                 .set_max_delay(Duration::from_secs(2));
             let mut delay = Duration::from_millis(100);
             loop {

@@ -205,7 +205,7 @@ impl Pipeline {
     async fn with_lease(&self, held: &Held, work: impl Future<Output = Outcome>) -> Outcome {
         let lease = self.timing.claim_lease;
         let renew = async {
-            let mut tick = tokio::time::interval(lease / 3);
+            let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
             tick.tick().await;
             loop {
                 tick.tick().await;
