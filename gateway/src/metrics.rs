@@ -27,6 +27,26 @@ impl Route {
     }
 }
 
+/// The outcomes of `/slack/events` (request counter and ack latency).
+pub const EVENT_OUTCOMES: [&str; 8] = [
+    "queued",
+    "ignored",
+    "challenge",
+    "unauthorized",
+    "bad_request",
+    "too_large",
+    "unavailable",
+    "error",
+];
+
+/// The outcomes each route can end with.
+const ROUTE_OUTCOMES: [(Route, &[&str]); 4] = [
+    (Route::Events, &EVENT_OUTCOMES),
+    (Route::Install, &["redirect", "error"]),
+    (Route::OAuthCallback, &["installed", "bad_request", "error"]),
+    (Route::Other, &["bad_request"]),
+];
+
 #[derive(Clone, Debug)]
 pub struct GatewayMetrics {
     requests: IntCounterVec,
@@ -63,6 +83,20 @@ impl GatewayMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(ack_seconds.clone()))?;
         registry.register(Box::new(publish_failures.clone()))?;
+        // Every fixed label combination exists from the start at 0, so dashboards and
+        // alerts see "no failures" rather than "no data", and a rate catches the first
+        // increment.
+        for (route, outcomes) in ROUTE_OUTCOMES {
+            for outcome in outcomes.iter() {
+                requests.with_label_values(&[route.as_str(), outcome]);
+            }
+        }
+        for outcome in EVENT_OUTCOMES {
+            ack_seconds.with_label_values(&[outcome]);
+        }
+        for reason in spritz_service::metrics::PUBLISH_FAILURE_REASONS {
+            publish_failures.with_label_values(&[reason]);
+        }
         Ok(Self {
             requests,
             ack_seconds,

@@ -42,6 +42,10 @@ pub const PUBLISH_OUTCOMES: [&str; 6] = [
     "error",
 ];
 
+/// [`crate::PublishError::reason`] values: the ways a publish can fail.
+pub const PUBLISH_FAILURE_REASONS: [&str; 5] =
+    ["unavailable", "nacked", "returned", "timeout", "error"];
+
 /// Broker and publish metrics, shared by every role.
 #[derive(Clone, Debug)]
 pub struct BrokerMetrics {

@@ -36,16 +36,27 @@ pub struct LifecycleHandler {
     pub subscribed: Arc<AtomicBool>,
 }
 
+/// What a worker does on `phase`: the `action` label of
+/// `spritz_worker_lifecycle_events_total`.
+pub fn action(phase: Phase) -> &'static str {
+    if phase.invalidates_sessions() {
+        "invalidated"
+    } else if phase == Phase::Ready {
+        "woke"
+    } else {
+        "ignored"
+    }
+}
+
 impl LifecycleHandler {
     /// Applies one lifecycle event to this worker.
     pub async fn apply(&self, event: &LifecycleEvent) {
         let phase = event.phase;
-        let action = if phase.invalidates_sessions() {
+        if phase.invalidates_sessions() {
             let dropped = self
                 .sessions
                 .invalidate_runtime(&event.namespace, &event.instance_id);
             tracing::info!(namespace = %event.namespace, instance_id = %event.instance_id, %phase, dropped, "runtime ending; sessions dropped");
-            "invalidated"
         } else if phase == Phase::Ready {
             let woken = self
                 .waker
@@ -58,13 +69,10 @@ impl LifecycleHandler {
                 )
                 .await;
             tracing::info!(namespace = %event.namespace, instance_id = %event.instance_id, woken, "runtime ready; waiting deliveries woken");
-            "woke"
-        } else {
-            "ignored"
-        };
+        }
         self.metrics
             .lifecycle_events
-            .with_label_values(&[phase.as_str(), action])
+            .with_label_values(&[phase.as_str(), action(phase)])
             .inc();
     }
 }

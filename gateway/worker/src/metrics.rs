@@ -119,6 +119,9 @@ impl WorkerMetrics {
         ] {
             retries.with_label_values(&[stage]);
         }
+        for phase in spritz_proto::Phase::ALL {
+            lifecycle_events.with_label_values(&[phase.as_str(), crate::lifecycle::action(phase)]);
+        }
         registry.register(Box::new(deliveries.clone()))?;
         registry.register(Box::new(stage_seconds.clone()))?;
         registry.register(Box::new(receive_to_reply.clone()))?;
