@@ -86,6 +86,15 @@ impl BrokerMetrics {
         registry.register(Box::new(reconnects.clone()))?;
         registry.register(Box::new(publishes.clone()))?;
         registry.register(Box::new(confirm_seconds.clone()))?;
+        // Every series exists from the start, at 0: a rate over a series that appears
+        // only with its first increment misses that increment, and dashboards would
+        // show "no data" instead of zero failures.
+        for exchange in PUBLISH_EXCHANGES {
+            for outcome in PUBLISH_OUTCOMES {
+                publishes.with_label_values(&[exchange, outcome]);
+            }
+            confirm_seconds.with_label_values(&[exchange]);
+        }
         Ok(Self {
             connected,
             reconnects,
@@ -120,4 +129,32 @@ pub fn register_build_info(registry: &Registry, process: &str) -> prometheus::Re
 /// Invalid name.
 pub fn latency_histogram(name: &str, help: &str) -> prometheus::Result<Histogram> {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Encoder;
+
+    #[test]
+    fn every_publish_series_is_exported_at_zero_before_the_first_publish() {
+        let registry = Registry::new();
+        BrokerMetrics::register(&registry).expect("register");
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut text)
+            .expect("encode");
+        let text = String::from_utf8(text).expect("utf-8");
+        for exchange in PUBLISH_EXCHANGES {
+            for outcome in PUBLISH_OUTCOMES {
+                let series = format!(
+                    "spritz_publish_total{{exchange=\"{exchange}\",outcome=\"{outcome}\"}} 0"
+                );
+                assert!(text.contains(&series), "missing {series}");
+            }
+            let count =
+                format!("spritz_publish_confirm_seconds_count{{exchange=\"{exchange}\"}} 0");
+            assert!(text.contains(&count), "missing {count}");
+        }
+    }
 }
