@@ -14,7 +14,10 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use spritz_service::config::{ConfigError, Env, ListenAddr, Variable};
+use spritz_service::config::{
+    AMQP_URL_VARIABLE, ConfigError, DEFAULT_SLACK_API_BASE_URL, Env, ListenAddr,
+    METRICS_ADDR_VARIABLE, Variable,
+};
 use url::Url;
 
 pub const GATEWAY_ADDR: &str = "SPRITZ_SLACK_GATEWAY_ADDR";
@@ -23,24 +26,17 @@ pub const SIGNING_SECRET: &str = "SPRITZ_SLACK_SIGNING_SECRET";
 pub const CLIENT_ID: &str = "SPRITZ_SLACK_CLIENT_ID";
 pub const CLIENT_SECRET: &str = "SPRITZ_SLACK_CLIENT_SECRET";
 pub const OAUTH_STATE_SECRET: &str = "SPRITZ_SLACK_OAUTH_STATE_SECRET";
-pub const API_BASE_URL: &str = "SPRITZ_SLACK_API_BASE_URL";
+pub use spritz_service::config::SLACK_API_BASE_URL as API_BASE_URL;
 pub const BOT_SCOPES: &str = "SPRITZ_SLACK_BOT_SCOPES";
 pub const PRESET_ID: &str = "SPRITZ_SLACK_PRESET_ID";
-pub const BACKEND_BASE_URL: &str = "SPRITZ_SLACK_BACKEND_BASE_URL";
-pub const BACKEND_INTERNAL_TOKEN: &str = "SPRITZ_SLACK_BACKEND_INTERNAL_TOKEN";
-pub const PRINCIPAL_ID: &str = "SPRITZ_SLACK_PRINCIPAL_ID";
-pub const HTTP_TIMEOUT: &str = "SPRITZ_SLACK_HTTP_TIMEOUT";
-pub const AMQP_URL: &str = "SPRITZ_AMQP_URL";
-pub const METRICS_ADDR: &str = "SPRITZ_METRICS_ADDR";
+pub use spritz_service::config::{
+    AMQP_URL, BACKEND_BASE_URL, BACKEND_INTERNAL_TOKEN, HTTP_TIMEOUT, METRICS_ADDR, PRINCIPAL_ID,
+};
 
 const DEFAULT_GATEWAY_ADDR: &str = ":8080";
-const DEFAULT_API_BASE_URL: &str = "https://slack.com/api";
 const DEFAULT_BOT_SCOPES: &str =
     "app_mentions:read,channels:history,chat:write,im:history,mpim:history";
 const DEFAULT_PRESET_ID: &str = "zeno";
-const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(15);
-const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const DEFAULT_METRICS_ADDR: &str = ":9464";
 
 /// How long a publish may wait for the broker's confirm before the request is answered
 /// 503. Slack gives up after 3 s; this leaves room for the rest of the request.
@@ -80,7 +76,7 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: API_BASE_URL,
-        default: Some(DEFAULT_API_BASE_URL),
+        default: Some(DEFAULT_SLACK_API_BASE_URL),
         help: "Slack Web API base URL",
     },
     Variable {
@@ -113,16 +109,8 @@ pub const VARIABLES: &[Variable] = &[
         default: Some("15s"),
         help: "timeout of calls to Slack and the backend",
     },
-    Variable {
-        name: AMQP_URL,
-        default: Some(DEFAULT_AMQP_URL),
-        help: "RabbitMQ URL",
-    },
-    Variable {
-        name: METRICS_ADDR,
-        default: Some(DEFAULT_METRICS_ADDR),
-        help: "/metrics, /healthz, /readyz listener",
-    },
+    AMQP_URL_VARIABLE,
+    METRICS_ADDR_VARIABLE,
 ];
 
 /// Everything `serve` needs, typed.
@@ -163,7 +151,7 @@ impl ServeConfig {
         let client_id = env.required(CLIENT_ID)?;
         let client_secret = env.required_secret(CLIENT_SECRET)?;
         let oauth_state_secret = env.required_secret(OAUTH_STATE_SECRET)?;
-        let slack_api_base_url = env.url(API_BASE_URL, Some(DEFAULT_API_BASE_URL))?;
+        let slack_api_base_url = env.slack_api_base_url()?;
         let bot_scopes = parse_scopes(
             &env.get(BOT_SCOPES)
                 .unwrap_or_else(|| DEFAULT_BOT_SCOPES.to_owned()),
@@ -175,17 +163,9 @@ impl ServeConfig {
         let backend_base_url = env.url(BACKEND_BASE_URL, None)?;
         let backend_internal_token = env.required_secret(BACKEND_INTERNAL_TOKEN)?;
         let principal_id = env.required(PRINCIPAL_ID)?;
-        let http_timeout = env.duration(HTTP_TIMEOUT, Some(DEFAULT_HTTP_TIMEOUT))?;
-        let amqp_url = env
-            .get(AMQP_URL)
-            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err(ConfigError::new(
-                AMQP_URL,
-                "expected an amqp:// or amqps:// URL",
-            ));
-        }
-        let metrics_addr = env.listen_addr(METRICS_ADDR, Some(DEFAULT_METRICS_ADDR))?;
+        let http_timeout = env.http_timeout()?;
+        let amqp_url = env.amqp_url()?;
+        let metrics_addr = env.metrics_addr()?;
         Ok(Self {
             listen_addr,
             public_url,

@@ -12,6 +12,43 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+/// The RabbitMQ URL every role connects to (it holds the broker password).
+pub const AMQP_URL: &str = "SPRITZ_AMQP_URL";
+/// The broker a role uses when [`AMQP_URL`] is unset: a local RabbitMQ, default vhost.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The listener of `/metrics`, `/healthz` and `/readyz` every role serves.
+pub const METRICS_ADDR: &str = "SPRITZ_METRICS_ADDR";
+/// [`METRICS_ADDR`] when unset: every interface, port 9464.
+pub const DEFAULT_METRICS_ADDR: &str = ":9464";
+/// The whole-call budget of every outbound HTTP call (Slack, backend, Spritz API).
+pub const HTTP_TIMEOUT: &str = "SPRITZ_SLACK_HTTP_TIMEOUT";
+/// [`HTTP_TIMEOUT`] when unset (SPEC §7).
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The backend's internal API, which both the ingress and the worker call.
+pub const BACKEND_BASE_URL: &str = "SPRITZ_SLACK_BACKEND_BASE_URL";
+/// The bearer token of the backend's internal API.
+pub const BACKEND_INTERNAL_TOKEN: &str = "SPRITZ_SLACK_BACKEND_INTERNAL_TOKEN";
+/// The principal this gateway acts as at the backend.
+pub const PRINCIPAL_ID: &str = "SPRITZ_SLACK_PRINCIPAL_ID";
+/// The Slack Web API base URL (a fake's in tests).
+pub const SLACK_API_BASE_URL: &str = "SPRITZ_SLACK_API_BASE_URL";
+/// [`SLACK_API_BASE_URL`] when unset.
+pub const DEFAULT_SLACK_API_BASE_URL: &str = "https://slack.com/api";
+
+/// [`AMQP_URL`] as `--help` lists it.
+pub const AMQP_URL_VARIABLE: Variable = Variable {
+    name: AMQP_URL,
+    default: Some(DEFAULT_AMQP_URL),
+    help: "RabbitMQ URL",
+};
+
+/// [`METRICS_ADDR`] as `--help` lists it.
+pub const METRICS_ADDR_VARIABLE: Variable = Variable {
+    name: METRICS_ADDR,
+    default: Some(DEFAULT_METRICS_ADDR),
+    help: "/metrics, /healthz, /readyz listener",
+};
+
 /// A variable that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {problem}")]
@@ -159,6 +196,50 @@ impl Env {
     }
 }
 
+// The settings every broker-connected, HTTP-calling role reads the same way.
+impl Env {
+    /// [`AMQP_URL`], or [`DEFAULT_AMQP_URL`] when unset.
+    ///
+    /// # Errors
+    /// Set to something other than an `amqp://` or `amqps://` URL.
+    pub fn amqp_url(&self) -> Result<String, ConfigError> {
+        let amqp_url = self
+            .get(AMQP_URL)
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+            return Err(ConfigError::new(
+                AMQP_URL,
+                "expected an amqp:// or amqps:// URL",
+            ));
+        }
+        Ok(amqp_url)
+    }
+
+    /// [`METRICS_ADDR`], or [`DEFAULT_METRICS_ADDR`] when unset.
+    ///
+    /// # Errors
+    /// Not a listen address.
+    pub fn metrics_addr(&self) -> Result<ListenAddr, ConfigError> {
+        self.listen_addr(METRICS_ADDR, Some(DEFAULT_METRICS_ADDR))
+    }
+
+    /// [`HTTP_TIMEOUT`], or [`DEFAULT_HTTP_TIMEOUT`] when unset.
+    ///
+    /// # Errors
+    /// Not a positive duration.
+    pub fn http_timeout(&self) -> Result<Duration, ConfigError> {
+        self.duration(HTTP_TIMEOUT, Some(DEFAULT_HTTP_TIMEOUT))
+    }
+
+    /// [`SLACK_API_BASE_URL`], or [`DEFAULT_SLACK_API_BASE_URL`] when unset.
+    ///
+    /// # Errors
+    /// Not an absolute http(s) URL.
+    pub fn slack_api_base_url(&self) -> Result<url::Url, ConfigError> {
+        self.url(SLACK_API_BASE_URL, Some(DEFAULT_SLACK_API_BASE_URL))
+    }
+}
+
 /// A duration in Go's spelling (`500ms`, `3s`, `10m`, `1h30m`); zero is refused.
 ///
 /// # Errors
@@ -257,6 +338,20 @@ mod tests {
             Ok("127.0.0.1:9".into())
         );
         assert!("8080".parse::<ListenAddr>().is_err());
+    }
+
+    #[test]
+    fn shared_settings_default_when_unset_and_refuse_a_wrong_broker_scheme() {
+        let unset = Env::from_map(Vec::<(String, String)>::new());
+        assert_eq!(unset.amqp_url(), Ok(DEFAULT_AMQP_URL.to_owned()));
+        assert_eq!(unset.metrics_addr().map(|a| a.0.port()), Ok(9464));
+        assert_eq!(unset.http_timeout(), Ok(DEFAULT_HTTP_TIMEOUT));
+        assert_eq!(
+            unset.slack_api_base_url().map(|u| u.to_string()),
+            Ok("https://slack.com/api".into())
+        );
+        let wrong = Env::from_map([(AMQP_URL, "http://rabbit")]);
+        assert_eq!(wrong.amqp_url().unwrap_err().variable, AMQP_URL);
     }
 
     #[test]

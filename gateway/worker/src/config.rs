@@ -9,23 +9,23 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use spritz_service::ListenAddr;
-use spritz_service::config::{ConfigError, Env, Variable};
+use spritz_service::config::{
+    AMQP_URL_VARIABLE, ConfigError, DEFAULT_SLACK_API_BASE_URL, Env, METRICS_ADDR_VARIABLE,
+    Variable,
+};
 
-pub const AMQP_URL: &str = "SPRITZ_AMQP_URL";
+pub use spritz_service::config::{
+    AMQP_URL, BACKEND_BASE_URL, BACKEND_INTERNAL_TOKEN as BACKEND_TOKEN, HTTP_TIMEOUT,
+    METRICS_ADDR, PRINCIPAL_ID, SLACK_API_BASE_URL,
+};
 pub const REDIS_URL: &str = "SPRITZ_REDIS_URL";
 pub const REDIS_KEY_PREFIX: &str = "SPRITZ_REDIS_KEY_PREFIX";
-pub const METRICS_ADDR: &str = "SPRITZ_METRICS_ADDR";
 pub const PREFETCH: &str = "SPRITZ_WORKER_PREFETCH";
 pub const SHUTDOWN_GRACE: &str = "SPRITZ_WORKER_SHUTDOWN_GRACE";
 pub const CLAIM_LEASE: &str = "SPRITZ_WORKER_CLAIM_LEASE";
 pub const MAX_ATTEMPTS: &str = "SPRITZ_WORKER_MAX_ATTEMPTS";
-pub const BACKEND_BASE_URL: &str = "SPRITZ_SLACK_BACKEND_BASE_URL";
-pub const BACKEND_TOKEN: &str = "SPRITZ_SLACK_BACKEND_INTERNAL_TOKEN";
 pub const SPRITZ_BASE_URL: &str = "SPRITZ_SLACK_SPRITZ_BASE_URL";
 pub const SPRITZ_SERVICE_TOKEN: &str = "SPRITZ_SLACK_SPRITZ_SERVICE_TOKEN";
-pub const PRINCIPAL_ID: &str = "SPRITZ_SLACK_PRINCIPAL_ID";
-pub const SLACK_API_BASE_URL: &str = "SPRITZ_SLACK_API_BASE_URL";
-pub const HTTP_TIMEOUT: &str = "SPRITZ_SLACK_HTTP_TIMEOUT";
 pub const DEDUPE_TTL: &str = "SPRITZ_SLACK_DEDUPE_TTL";
 pub const PROCESSING_TIMEOUT: &str = "SPRITZ_SLACK_PROCESSING_TIMEOUT";
 pub const SESSION_RETRY_INTERVAL: &str = "SPRITZ_SLACK_SESSION_RETRY_INTERVAL";
@@ -34,19 +34,13 @@ pub const LIFECYCLE_NOTIFY_URL: &str = "SPRITZ_LIFECYCLE_NOTIFY_URL";
 pub const LIFECYCLE_NOTIFY_TOKEN: &str = "SPRITZ_LIFECYCLE_NOTIFY_AUTH_TOKEN";
 pub const LIFECYCLE_NOTIFY_TIMEOUT: &str = "SPRITZ_LIFECYCLE_NOTIFY_TIMEOUT";
 
-const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-const DEFAULT_SLACK_API: &str = "https://slack.com/api";
 const DEFAULT_PREFETCH: u16 = 64;
 const DEFAULT_MAX_ATTEMPTS: u32 = 300;
 
 /// Every variable the worker reads, for `spritz-gateway worker --help`.
 pub const VARIABLES: &[Variable] = &[
-    Variable {
-        name: AMQP_URL,
-        default: Some(DEFAULT_AMQP_URL),
-        help: "RabbitMQ URL",
-    },
+    AMQP_URL_VARIABLE,
     Variable {
         name: REDIS_URL,
         default: Some(DEFAULT_REDIS_URL),
@@ -57,11 +51,7 @@ pub const VARIABLES: &[Variable] = &[
         default: Some("spritz:"),
         help: "prefix of every ledger key",
     },
-    Variable {
-        name: METRICS_ADDR,
-        default: Some(":9464"),
-        help: "/metrics, /healthz, /readyz listener",
-    },
+    METRICS_ADDR_VARIABLE,
     Variable {
         name: PREFETCH,
         default: Some("64"),
@@ -109,7 +99,7 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: SLACK_API_BASE_URL,
-        default: Some(DEFAULT_SLACK_API),
+        default: Some(DEFAULT_SLACK_API_BASE_URL),
         help: "Slack Web API base URL",
     },
     Variable {
@@ -237,7 +227,7 @@ impl WorkerConfig {
             spritz_base_url: env.url(SPRITZ_BASE_URL, None)?,
             spritz_service_token: env.required_secret(SPRITZ_SERVICE_TOKEN)?,
             principal_id: env.required(PRINCIPAL_ID)?,
-            slack_api_base_url: env.url(SLACK_API_BASE_URL, Some(DEFAULT_SLACK_API))?,
+            slack_api_base_url: env.slack_api_base_url()?,
         };
         let timing = Timing {
             status_message_delay: env
@@ -245,7 +235,7 @@ impl WorkerConfig {
             processing_timeout: env.duration(PROCESSING_TIMEOUT, Some(Duration::from_secs(60)))?,
             session_retry_interval: env
                 .duration(SESSION_RETRY_INTERVAL, Some(Duration::from_secs(1)))?,
-            http_timeout: env.duration(HTTP_TIMEOUT, Some(Duration::from_secs(15)))?,
+            http_timeout: env.http_timeout()?,
             dedupe_ttl: env.duration(DEDUPE_TTL, Some(Duration::from_secs(600)))?,
             claim_lease: env.duration(CLAIM_LEASE, Some(Duration::from_secs(30)))?,
             max_attempts,
@@ -264,22 +254,14 @@ impl WorkerConfig {
         if redis::Client::open(redis_url.as_str()).is_err() {
             return Err(ConfigError::new(REDIS_URL, "expected a redis:// URL"));
         }
-        let amqp_url = env
-            .get(AMQP_URL)
-            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err(ConfigError::new(
-                AMQP_URL,
-                "expected an amqp:// or amqps:// URL",
-            ));
-        }
+        let amqp_url = env.amqp_url()?;
         Ok(Self {
             amqp_url,
             redis_url,
             redis_key_prefix: env
                 .get(REDIS_KEY_PREFIX)
                 .unwrap_or_else(|| "spritz:".to_owned()),
-            metrics_addr: env.listen_addr(METRICS_ADDR, Some(":9464"))?.0,
+            metrics_addr: env.metrics_addr()?.0,
             prefetch,
             shutdown_grace: env.duration(SHUTDOWN_GRACE, Some(Duration::from_secs(25)))?,
             services,
