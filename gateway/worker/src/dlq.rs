@@ -319,11 +319,13 @@ fn first_death(props: &BasicProperties) -> Option<Death> {
 }
 
 /// The envelope of a replayed copy: same id, type and trace, without the parking-lot
-/// and broker headers.
+/// and broker headers, and without the attempt counter: a replay is the operator's
+/// decision to try again, so header-counted retries (backend sync) start afresh.
 fn replay_envelope(original: &BasicProperties) -> Envelope {
     let mut envelope = copy_envelope(
         original,
         &[
+            properties::ATTEMPT,
             properties::PARK_REASON,
             properties::ORIGIN_EXCHANGE,
             properties::ORIGIN_ROUTING_KEY,
