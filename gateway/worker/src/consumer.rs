@@ -15,6 +15,7 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use spritz_proto::topology;
+use spritz_service::link_consumer::follow_links;
 use spritz_service::{Broker, Link};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -148,34 +149,19 @@ pub async fn run(
 ) {
     let tracker = TaskTracker::new();
     let hand_back = CancellationToken::new();
-    let mut links = broker.links();
-    loop {
-        let link = links
-            .borrow_and_update()
-            .clone()
-            .filter(|link| !link.is_broken());
-        if let Some(link) = link {
-            let work = Work {
-                pipeline: &pipeline,
-                settler: &settler,
-                tracker: &tracker,
-                hand_back: &hand_back,
-            };
-            let result = consume_on(&link, &settings, &work, &shutdown).await;
-            settings.consuming.store(false, Ordering::Relaxed);
-            if let Err(error) = result {
-                tracing::warn!(error = %error, "work consumer stopped; waiting for a new broker link");
-                link.report_broken();
-            }
-        }
-        if shutdown.is_cancelled() {
-            break;
-        }
-        tokio::select! {
-            changed = links.changed() => if changed.is_err() { break },
-            () = shutdown.cancelled() => break,
-        }
-    }
+    let work = Work {
+        pipeline: &pipeline,
+        settler: &settler,
+        tracker: &tracker,
+        hand_back: &hand_back,
+    };
+    let (settings, work, shutdown_ref) = (&settings, &work, &shutdown);
+    follow_links(&broker, "work consumer", &shutdown, |link| async move {
+        let result = consume_on(&link, settings, work, shutdown_ref).await;
+        settings.consuming.store(false, Ordering::Relaxed);
+        result
+    })
+    .await;
     drain(&tracker, &hand_back, settings.shutdown_grace).await;
 }
 

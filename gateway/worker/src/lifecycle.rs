@@ -14,6 +14,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
 use spritz_proto::topology;
 use spritz_proto::{LifecycleEvent, Phase};
+use spritz_service::link_consumer::follow_links;
 use spritz_service::{Broker, Link};
 use tokio_util::sync::CancellationToken;
 
@@ -79,28 +80,18 @@ impl LifecycleHandler {
 
 /// Consumes lifecycle events until `shutdown`, starting over on every new link.
 pub async fn run(broker: Broker, handler: LifecycleHandler, shutdown: CancellationToken) {
-    let mut links = broker.links();
-    loop {
-        let link = links
-            .borrow_and_update()
-            .clone()
-            .filter(|link| !link.is_broken());
-        if let Some(link) = link {
-            let result = consume_on(&link, &handler, &shutdown).await;
+    let (handler, shutdown_ref) = (&handler, &shutdown);
+    follow_links(
+        &broker,
+        "lifecycle consumer",
+        &shutdown,
+        |link| async move {
+            let result = consume_on(&link, handler, shutdown_ref).await;
             handler.subscribed.store(false, Ordering::Relaxed);
-            if let Err(error) = result {
-                tracing::warn!(error = %error, "lifecycle consumer stopped; waiting for a new broker link");
-                link.report_broken();
-            }
-        }
-        if shutdown.is_cancelled() {
-            return;
-        }
-        tokio::select! {
-            changed = links.changed() => if changed.is_err() { return },
-            () = shutdown.cancelled() => return,
-        }
-    }
+            result
+        },
+    )
+    .await;
 }
 
 async fn consume_on(

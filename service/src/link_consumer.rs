@@ -1,0 +1,48 @@
+//! A consumer that follows the broker's links: it runs on the current live link,
+//! starts over on the next one when that link (or its channel) ends, and stops on
+//! shutdown. Every long-lived subscription of a role has this shape; only what it does
+//! on one link differs.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, Link};
+
+/// Runs `consume_on` on every live link of `broker` in turn until `shutdown` or until
+/// the broker handle is gone.
+///
+/// `consume_on` returns when its link closes, its consumer is cancelled or shutdown
+/// comes; an error marks the link broken (so the broker reconnects) and is logged as
+/// `"{what} stopped; waiting for a new broker link"`.
+pub async fn follow_links<F, Fut>(
+    broker: &Broker,
+    what: &str,
+    shutdown: &CancellationToken,
+    mut consume_on: F,
+) where
+    F: FnMut(Arc<Link>) -> Fut,
+    Fut: Future<Output = Result<(), lapin::Error>>,
+{
+    let mut links = broker.links();
+    loop {
+        let link = links
+            .borrow_and_update()
+            .clone()
+            .filter(|link| !link.is_broken());
+        if let Some(link) = link
+            && let Err(error) = consume_on(link.clone()).await
+        {
+            tracing::warn!(error = %error, "{what} stopped; waiting for a new broker link");
+            link.report_broken();
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            changed = links.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
