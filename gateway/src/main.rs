@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use spritz_gateway::{Application, ServeConfig, config};
-use spritz_service::config::{Env, describe, exit_on_error};
-use spritz_service::{shutdown, telemetry};
+use spritz_service::config::{Env, describe};
+use spritz_service::{entry_point, shutdown};
 use spritz_worker::cli::{DlqCommand, WORKER_VARIABLES};
 
 #[derive(Parser)]
@@ -42,24 +42,13 @@ async fn main() -> ExitCode {
 }
 
 async fn serve() -> ExitCode {
-    let config = exit_on_error(
-        "spritz-gateway serve",
-        ServeConfig::from_env(&Env::process()),
-    );
-    telemetry::init_subscriber(telemetry::get_subscriber("info", std::io::stdout));
+    const PROGRAM: &str = "spritz-gateway serve";
+    let config = entry_point::start(PROGRAM, ServeConfig::from_env(&Env::process()));
     let result = async {
         let app = Application::build(config).await?;
         tracing::info!(addr = %app.addr(), ops = %app.ops_addr(), "spritz-gateway serve listening");
         app.run_until_stopped(shutdown::on_signal()).await
     }
     .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            let error = anyhow::Error::from(error);
-            tracing::error!(error = format!("{error:#}"), "spritz-gateway serve failed");
-            eprintln!("spritz-gateway serve: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    entry_point::exit_code(PROGRAM, result)
 }

@@ -5,7 +5,7 @@ use anyhow::Context;
 use spritz_notifier::Notifier;
 use spritz_notifier::config::{NotifierConfig, VARIABLES};
 use spritz_service::config::{ConfigError, Env, describe, exit_on_error};
-use spritz_service::{shutdown, telemetry};
+use spritz_service::{entry_point, shutdown};
 
 const PROGRAM: &str = "spritz-notifier";
 
@@ -16,8 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .about("Announces Spritz lifecycle changes (phase changes, deletion) on RabbitMQ")
         .after_help(describe(VARIABLES))
         .get_matches();
-    let config = exit_on_error(PROGRAM, NotifierConfig::from_env(&Env::process()));
-    telemetry::init_subscriber(telemetry::get_subscriber("info", std::io::stdout));
+    let config = entry_point::start(PROGRAM, NotifierConfig::from_env(&Env::process()));
     let kube_config = exit_on_error(
         PROGRAM,
         kube::Config::infer().await.map_err(|error| {

@@ -1,11 +1,15 @@
 //! What every Spritz process shares at run time: the broker connection and its
 //! confirmed publisher ([`broker`]), environment configuration that fails fast with
-//! exit code 2 ([`config`]), JSON logs ([`telemetry`]), the `/metrics`, `/healthz` and
-//! `/readyz` listener ([`ops`]), the metrics every process exports ([`metrics`]), and
-//! the shutdown signal ([`shutdown`]).
+//! exit code 2 ([`config`]), what every entry point does around its role
+//! ([`entry_point`]), JSON logs ([`telemetry`]), the `/metrics`, `/healthz` and
+//! `/readyz` listener ([`ops`]), the metrics every process exports ([`metrics`]), the
+//! shutdown signal ([`shutdown`]), and consumers that restart on every broker link
+//! ([`link_consumer`]).
 
 pub mod broker;
 pub mod config;
+pub mod entry_point;
+pub mod link_consumer;
 pub mod metrics;
 pub mod ops;
 pub mod shutdown;

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use spritz_service::config::{Env, Variable, exit_on_error};
+use spritz_service::config::{Env, Variable};
 use spritz_service::metrics::BrokerMetrics;
-use spritz_service::{Broker, BrokerSettings, shutdown, telemetry};
+use spritz_service::{Broker, BrokerSettings, entry_point, shutdown, telemetry};
 
 use crate::app::Application;
 use crate::config::{self, WorkerConfig};
@@ -32,26 +32,15 @@ pub enum DlqCommand {
 
 /// `spritz-gateway worker`: parse config (exit 2 on error), run until SIGTERM.
 pub async fn worker_main() -> ExitCode {
-    let config = exit_on_error(
-        "spritz-gateway worker",
-        WorkerConfig::from_env(&Env::process()),
-    );
-    telemetry::init_subscriber(telemetry::get_subscriber("info", std::io::stdout));
+    const PROGRAM: &str = "spritz-gateway worker";
+    let config = entry_point::start(PROGRAM, WorkerConfig::from_env(&Env::process()));
     let result = async {
         let app = Application::build(config).await?;
         tracing::info!(ops = %app.ops_addr(), "spritz-gateway worker starting");
         app.run_until_stopped(shutdown::on_signal()).await
     }
     .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            let error = anyhow::Error::from(error);
-            tracing::error!(error = format!("{error:#}"), "spritz-gateway worker failed");
-            eprintln!("spritz-gateway worker: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    entry_point::exit_code(PROGRAM, result)
 }
 
 /// `spritz-gateway dlq …`: reads `SPRITZ_AMQP_URL` only.
@@ -59,7 +48,7 @@ pub async fn dlq_main(command: DlqCommand) -> ExitCode {
     let env = Env::process();
     let url = env
         .get(config::AMQP_URL)
-        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+        .unwrap_or_else(|| spritz_service::config::DEFAULT_AMQP_URL.to_owned());
     telemetry::init_subscriber(telemetry::get_subscriber("warn", std::io::stderr));
     let (broker, task) = Broker::start(
         BrokerSettings::new(url, "spritz-dlq"),
