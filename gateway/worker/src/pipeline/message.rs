@@ -78,15 +78,7 @@ impl Pipeline {
                 );
                 return self.fail_internal(&turn, held).await;
             }
-            Err(error) => {
-                tracing::warn!(error = %error, "ledger unavailable; retrying later");
-                return retry(
-                    event,
-                    RetryStage::Ledger,
-                    self.timing.session_retry_interval,
-                    |_| {},
-                );
-            }
+            Err(error) => return self.ledger_unavailable(event, &error),
         }
         if turn.resume.recovering && Utc::now() >= turn.deadline {
             return self.fail_terminal(&turn, held).await;
@@ -109,15 +101,7 @@ impl Pipeline {
                 let after = self.timing.session_retry_interval.min(BUSY_WAIT);
                 return retry(event, RetryStage::ConversationBusy, after, |_| {});
             }
-            Err(error) => {
-                tracing::warn!(error = %error, "ledger unavailable; retrying later");
-                return retry(
-                    event,
-                    RetryStage::Ledger,
-                    self.timing.session_retry_interval,
-                    |_| {},
-                );
-            }
+            Err(error) => return self.ledger_unavailable(event, &error),
         }
         let converse = self.converse(&turn, held, &session).await;
         let lock = held.lock_slot().take();

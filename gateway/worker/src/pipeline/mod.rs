@@ -165,22 +165,9 @@ impl Pipeline {
             Ok(ClaimResult::Duplicate | ClaimResult::Superseded) => return Outcome::Duplicate,
             Ok(ClaimResult::Busy) => {
                 tracing::debug!("another worker holds this message");
-                return retry(
-                    event,
-                    RetryStage::Ledger,
-                    self.timing.session_retry_interval,
-                    |_| {},
-                );
+                return self.retry_ledger(event);
             }
-            Err(error) => {
-                tracing::warn!(error = %error, "ledger unavailable; retrying later");
-                return retry(
-                    event,
-                    RetryStage::Ledger,
-                    self.timing.session_retry_interval,
-                    |_| {},
-                );
-            }
+            Err(error) => return self.ledger_unavailable(event, &error),
         };
         let held = Held {
             claim,
@@ -251,6 +238,23 @@ impl Pipeline {
 
     fn lease(&self) -> Duration {
         self.timing.claim_lease
+    }
+
+    /// The ledger could not be asked: try the delivery again after the session retry
+    /// interval, nothing else changed.
+    fn ledger_unavailable(&self, event: &SlackEvent, error: &impl std::fmt::Display) -> Outcome {
+        tracing::warn!(error = %error, "ledger unavailable; retrying later");
+        self.retry_ledger(event)
+    }
+
+    /// A retry copy of `event` at the ledger stage, after the session retry interval.
+    fn retry_ledger(&self, event: &SlackEvent) -> Outcome {
+        retry(
+            event,
+            RetryStage::Ledger,
+            self.timing.session_retry_interval,
+            |_| {},
+        )
     }
 }
 
