@@ -8,7 +8,7 @@ use spritz_notifier::metrics::EventOutcome;
 use spritz_proto::Phase;
 use spritz_sandbox::isolation::TestVhost;
 
-use crate::support::{WAIT, World, eventually};
+use crate::support::{World, eventually};
 
 /// Takes the test user's permissions on the vhost away (so reconnecting fails) or
 /// gives them back, through the management API.
@@ -43,16 +43,13 @@ async fn a_publish_failure_leaves_the_annotation_alone_and_the_event_follows_whe
         .fake
         .create_spritz("team-a", "concierge-1", Some("Provisioning"));
     world
-        .fake
-        .wait_for_annotation(
+        .wait_until_recorded(
             "team-a",
             "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
             "Provisioning",
-            WAIT,
+            "Provisioning recorded",
         )
-        .await
-        .expect("Provisioning recorded");
+        .await;
 
     set_access(&world.vhost, false).await;
     world
@@ -80,16 +77,13 @@ async fn a_publish_failure_leaves_the_annotation_alone_and_the_event_follows_whe
 
     set_access(&world.vhost, true).await;
     world
-        .fake
-        .wait_for_annotation(
+        .wait_until_recorded(
             "team-a",
             "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
             "Ready",
-            WAIT,
+            "Ready recorded once published",
         )
-        .await
-        .expect("Ready recorded once published");
+        .await;
     let mut events = world.events().await;
     let first = events.next().await;
     assert_eq!(first.event.phase, Phase::Provisioning);

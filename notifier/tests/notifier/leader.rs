@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use spritz_notifier::NOTIFIED_PHASE_ANNOTATION;
 use spritz_proto::Phase;
 
 use crate::support::{LEASE, RENEW, WAIT, World};
@@ -66,16 +65,8 @@ async fn a_new_leader_takes_over_within_the_lease_duration_when_the_leader_dies(
         .create_spritz("team-a", "concierge-1", Some("Ready"));
     assert_eq!(events.next().await.event.phase, Phase::Ready);
     world
-        .fake
-        .wait_for_annotation(
-            "team-a",
-            "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
-            "Ready",
-            WAIT,
-        )
-        .await
-        .expect("recorded");
+        .wait_until_recorded("team-a", "concierge-1", "Ready", "recorded")
+        .await;
 
     let died = Instant::now();
     a.kill().await;
@@ -166,16 +157,8 @@ async fn a_replica_that_loses_the_lease_stops_watching_at_once_and_resumes_when_
         .create_spritz("team-a", "concierge-1", Some("Provisioning"));
     assert_eq!(events.next().await.event.phase, Phase::Provisioning);
     world
-        .fake
-        .wait_for_annotation(
-            "team-a",
-            "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
-            "Provisioning",
-            WAIT,
-        )
-        .await
-        .expect("recorded");
+        .wait_until_recorded("team-a", "concierge-1", "Provisioning", "recorded")
+        .await;
 
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     world.fake.put_lease(

@@ -4,7 +4,7 @@ use spritz_notifier::NOTIFIED_PHASE_ANNOTATION;
 use spritz_notifier::metrics::EventOutcome;
 use spritz_proto::Phase;
 
-use crate::support::{WAIT, World};
+use crate::support::World;
 
 #[tokio::test]
 async fn a_phase_change_publishes_one_event_then_records_the_phase() {
@@ -19,16 +19,13 @@ async fn a_phase_change_publishes_one_event_then_records_the_phase() {
     assert_eq!(first.event.phase, Phase::Provisioning);
     assert_eq!(first.event.previous_phase, None);
     world
-        .fake
-        .wait_for_annotation(
+        .wait_until_recorded(
             "team-a",
             "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
             "Provisioning",
-            WAIT,
+            "Provisioning recorded",
         )
-        .await
-        .expect("Provisioning recorded");
+        .await;
 
     let changed = world
         .fake
@@ -51,16 +48,8 @@ async fn a_phase_change_publishes_one_event_then_records_the_phase() {
         Some(event.message_id().as_str())
     );
     world
-        .fake
-        .wait_for_annotation(
-            "team-a",
-            "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
-            "Ready",
-            WAIT,
-        )
-        .await
-        .expect("Ready recorded");
+        .wait_until_recorded("team-a", "concierge-1", "Ready", "Ready recorded")
+        .await;
 
     assert!(
         events.until_marker(&world.fake, "team-a").await.is_empty(),
@@ -78,16 +67,8 @@ async fn deletion_announces_deleted_after_the_last_phase() {
         .create_spritz("team-a", "concierge-1", Some("Ready"));
     assert_eq!(events.next().await.event.phase, Phase::Ready);
     world
-        .fake
-        .wait_for_annotation(
-            "team-a",
-            "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
-            "Ready",
-            WAIT,
-        )
-        .await
-        .expect("Ready recorded");
+        .wait_until_recorded("team-a", "concierge-1", "Ready", "Ready recorded")
+        .await;
 
     world.fake.delete_spritz("team-a", "concierge-1");
     let deleted = events.next().await;
@@ -109,10 +90,8 @@ async fn a_restarted_notifier_announces_only_what_changed_while_it_was_down() {
     events.next().await;
     for (name, phase) in [("one", "Ready"), ("two", "Expiring")] {
         world
-            .fake
-            .wait_for_annotation("team-a", name, NOTIFIED_PHASE_ANNOTATION, phase, WAIT)
-            .await
-            .expect("recorded");
+            .wait_until_recorded("team-a", name, phase, "recorded")
+            .await;
     }
     first.stop().await;
 
@@ -158,16 +137,8 @@ async fn a_failed_annotation_patch_is_counted_and_retried_without_a_second_event
         .create_spritz("team-a", "concierge-1", Some("Ready"));
     assert_eq!(events.next().await.event.phase, Phase::Ready);
     world
-        .fake
-        .wait_for_annotation(
-            "team-a",
-            "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
-            "Ready",
-            WAIT,
-        )
-        .await
-        .expect("recorded by the retry");
+        .wait_until_recorded("team-a", "concierge-1", "Ready", "recorded by the retry")
+        .await;
     assert_eq!(
         leader
             .metrics
@@ -228,14 +199,11 @@ async fn quick_successive_changes_of_one_object_are_announced_in_order_as_a_chai
         previous = Some(phase);
     }
     world
-        .fake
-        .wait_for_annotation(
+        .wait_until_recorded(
             "team-a",
             "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
             "Terminating",
-            WAIT,
+            "the last phase recorded",
         )
-        .await
-        .expect("the last phase recorded");
+        .await;
 }

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use spritz_notifier::NOTIFIED_PHASE_ANNOTATION;
 use spritz_notifier::config::{
     AMQP_URL, LEASE_DURATION, LEASE_NAMESPACE, LEASE_RENEW_INTERVAL, METRICS_ADDR, NAMESPACES,
     POD_NAME,
@@ -100,6 +101,15 @@ impl World {
     /// Whose name the Lease holds.
     pub fn lease_holder(&self) -> Option<String> {
         self.fake.lease_holder(LEASE_NS, "spritz-notifier")
+    }
+
+    /// Waits until the object's last-announced-phase annotation says `phase`; panics
+    /// with `what` when it does not within [`WAIT`].
+    pub async fn wait_until_recorded(&self, namespace: &str, name: &str, phase: &str, what: &str) {
+        self.fake
+            .wait_for_annotation(namespace, name, NOTIFIED_PHASE_ANNOTATION, phase, WAIT)
+            .await
+            .expect(what);
     }
 }
 

@@ -1,7 +1,6 @@
 //! The watch survives API server restarts and `410 Gone`, without announcing anything
 //! twice, and notices deletions it did not see as events.
 
-use spritz_notifier::NOTIFIED_PHASE_ANNOTATION;
 use spritz_proto::Phase;
 
 use crate::support::{WAIT, World, eventually};
@@ -17,10 +16,8 @@ async fn the_watch_survives_an_api_server_restart_and_announces_deletions_made_m
     events.next().await;
     for name in ["kept", "removed"] {
         world
-            .fake
-            .wait_for_annotation("team-a", name, NOTIFIED_PHASE_ANNOTATION, "Ready", WAIT)
-            .await
-            .expect("recorded");
+            .wait_until_recorded("team-a", name, "Ready", "recorded")
+            .await;
     }
 
     world.fake.restart().await;
@@ -59,16 +56,8 @@ async fn the_watch_relists_after_410_gone_without_repeating_events() {
         .create_spritz("team-a", "concierge-1", Some("Ready"));
     events.next().await;
     world
-        .fake
-        .wait_for_annotation(
-            "team-a",
-            "concierge-1",
-            NOTIFIED_PHASE_ANNOTATION,
-            "Ready",
-            WAIT,
-        )
-        .await
-        .expect("recorded");
+        .wait_until_recorded("team-a", "concierge-1", "Ready", "recorded")
+        .await;
     let expired_before = world.fake.request_counts().expired;
 
     world.fake.compact();
