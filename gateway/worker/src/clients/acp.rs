@@ -559,6 +559,7 @@ mod tests {
     use super::*;
     use crate::clients::backend::{ChannelSession, ProviderAuth};
     use crate::clients::http::build_client;
+    use crate::clients::silent_endpoint::silent_endpoint;
     use crate::clients::spritz::{ConversationUpsert, SpritzClient};
 
     const SERVICE: &str = "service-token";
@@ -806,14 +807,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connect_that_never_upgrades_times_out_as_undelivered() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = Url::parse(&format!(
-            "http://{}/spritz",
-            listener.local_addr().expect("addr")
-        ))
-        .expect("url");
+        let (listener, base) = silent_endpoint("spritz").await;
         let acp = AcpClient::new(base, SecretString::from(SERVICE))
             .with_handshake_timeout(Duration::from_millis(200));
         let (delivered, _fired) = oneshot::channel();

@@ -335,6 +335,7 @@ mod tests {
 
     use super::*;
     use crate::clients::http::build_client;
+    use crate::clients::silent_endpoint::silent_endpoint;
 
     const TOKEN: &str = "internal-token";
 
@@ -458,14 +459,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_refused_is_transient() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = Url::parse(&format!(
-            "http://{}/backend",
-            listener.local_addr().expect("addr")
-        ))
-        .expect("url");
+        let (listener, base) = silent_endpoint("backend").await;
         drop(listener);
         let client = BackendClient::new(
             reqwest::Client::new(),

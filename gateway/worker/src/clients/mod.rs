@@ -11,6 +11,8 @@
 pub mod acp;
 pub mod backend;
 pub mod http;
+#[cfg(test)]
+mod silent_endpoint;
 pub mod slack;
 pub mod spritz;
 

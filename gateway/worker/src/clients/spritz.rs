@@ -255,6 +255,7 @@ mod tests {
     use super::*;
     use crate::clients::backend::ProviderAuth;
     use crate::clients::http::build_client;
+    use crate::clients::silent_endpoint::silent_endpoint;
 
     const SERVICE: &str = "service-token";
 
@@ -361,14 +362,7 @@ mod tests {
             Err(SpritzError::Rejected { status: 401 })
         ));
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = Url::parse(&format!(
-            "http://{}/spritz",
-            listener.local_addr().expect("addr")
-        ))
-        .expect("url");
+        let (listener, base) = silent_endpoint("spritz").await;
         drop(listener);
         let unreachable =
             SpritzClient::new(reqwest::Client::new(), base, SecretString::from(SERVICE));
