@@ -73,12 +73,7 @@ struct Held {
 /// # Errors
 /// The broker is unreachable or refused a call.
 pub async fn list(broker: &Broker) -> Result<Vec<Parked>> {
-    let link = broker
-        .wait_ready(Duration::from_secs(10))
-        .await
-        .ok_or(Error::BrokerUnavailable)?;
-    let channel = link.create_channel().await?;
-    let held = take_all(&channel).await?;
+    let (channel, held) = take_parked(broker).await?;
     let _ = channel.close(200, ShortString::from("dlq list done")).await;
     Ok(held.into_iter().map(|h| h.parked).collect())
 }
@@ -90,12 +85,7 @@ pub async fn list(broker: &Broker) -> Result<Vec<Parked>> {
 /// The broker is unreachable, or a publish was not confirmed (the messages not yet
 /// replayed stay parked).
 pub async fn replay(broker: &Broker, selection: &Selection) -> Result<ReplayReport> {
-    let link = broker
-        .wait_ready(Duration::from_secs(10))
-        .await
-        .ok_or(Error::BrokerUnavailable)?;
-    let channel = link.create_channel().await?;
-    let held = take_all(&channel).await?;
+    let (channel, held) = take_parked(broker).await?;
     let wanted: Option<HashSet<&str>> = match selection {
         Selection::All => None,
         Selection::Ids(ids) => Some(ids.iter().map(String::as_str).collect()),
@@ -188,6 +178,18 @@ fn format_age(secs: i64) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+/// A channel on the broker's link once it is up, and every message parked on it when
+/// called, unacked.
+async fn take_parked(broker: &Broker) -> Result<(lapin::Channel, Vec<Held>)> {
+    let link = broker
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .ok_or(Error::BrokerUnavailable)?;
+    let channel = link.create_channel().await?;
+    let held = take_all(&channel).await?;
+    Ok((channel, held))
 }
 
 /// Takes every message parked when called, unacked.
