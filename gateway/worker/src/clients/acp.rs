@@ -641,6 +641,20 @@ mod tests {
         }
     }
 
+    /// The prompt failed before the agent could have seen it.
+    fn assert_undelivered<T: std::fmt::Debug>(result: &Result<T, AcpError>) {
+        assert!(
+            matches!(
+                result,
+                Err(AcpError::Failed {
+                    delivered: false,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
+
     #[tokio::test]
     async fn the_reply_is_gathered_from_message_chunks_of_every_shape() {
         let ready = Ready::start().await;
@@ -714,16 +728,7 @@ mod tests {
         let ready = Ready::start().await;
         ready.spritz.set_agent(AgentBehaviour::Disconnect);
         let (reply, delivered) = ready.prompt("x").await;
-        assert!(
-            matches!(
-                reply,
-                Err(AcpError::Failed {
-                    delivered: false,
-                    ..
-                })
-            ),
-            "{reply:?}"
-        );
+        assert_undelivered(&reply);
         assert!(!delivered);
 
         ready.spritz.set_agent(AgentBehaviour::DisconnectAfterChunk);
@@ -766,16 +771,7 @@ mod tests {
                 delivered,
             )
             .await;
-        assert!(
-            matches!(
-                result,
-                Err(AcpError::Failed {
-                    delivered: false,
-                    ..
-                })
-            ),
-            "{result:?}"
-        );
+        assert_undelivered(&result);
         assert!(fired.await.is_err());
     }
 
@@ -812,16 +808,7 @@ mod tests {
             .with_handshake_timeout(Duration::from_millis(200));
         let (delivered, _fired) = oneshot::channel();
         let result = acp.prompt("c", "n", "s", "/home/dev", "x", delivered).await;
-        assert!(
-            matches!(
-                result,
-                Err(AcpError::Failed {
-                    delivered: false,
-                    ..
-                })
-            ),
-            "{result:?}"
-        );
+        assert_undelivered(&result);
         drop(listener);
     }
 }
