@@ -178,7 +178,9 @@ async fn a_tampered_state_is_rejected_before_any_code_exchange() {
     let state = issued_state(&app).await;
     let (payload, signature) = state.split_once('.').expect("signed state");
     let forged_payload = format!("{payload}x");
-    let forged_signature = format!("{}A", &signature[..signature.len() - 1]);
+    // Change the last character to one it is not, so the forgery always differs.
+    let last = if signature.ends_with('A') { 'B' } else { 'A' };
+    let forged_signature = format!("{}{last}", &signature[..signature.len() - 1]);
     let foreign = StateSigner::new(SecretString::from("someone-else".to_owned()))
         .issue(chrono::Utc::now().timestamp());
 

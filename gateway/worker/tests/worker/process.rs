@@ -79,11 +79,13 @@ async fn sigterm_finishes_the_delivery_in_flight_and_takes_no_new_work() {
         .await
         .expect("worker exits")
         .expect("cleanly");
-    assert_eq!(
-        world.ready(spritz_proto::topology::WORK_QUEUE).await,
-        1,
-        "the new message waits for another worker"
-    );
+    // The management API's queue counts lag by a stats interval: wait for them.
+    let world_ref = &world;
+    isolation::eventually(WAIT, || async move {
+        (world_ref.ready(spritz_proto::topology::WORK_QUEUE).await == 1).then_some(())
+    })
+    .await
+    .expect("the new message waits for another worker");
     assert_eq!(world.spritz.prompts().len(), 1);
     world.finish().await;
 }
