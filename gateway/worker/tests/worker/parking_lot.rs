@@ -5,17 +5,15 @@ use spritz_proto::MessageType;
 use spritz_proto::properties::{self, Envelope};
 use spritz_proto::topology;
 use spritz_proto::traceparent::TraceParent;
-use spritz_sandbox::isolation;
 use spritz_worker::dlq::{self, Selection};
 
-use crate::support::{WAIT, World};
+use crate::support::World;
 
 async fn parked(world: &World, n: u32) {
-    isolation::eventually(WAIT, || async move {
-        (world.ready(topology::PARKING_LOT_QUEUE).await == n).then_some(())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("expected {n} parked messages"));
+    world
+        .wait_for_ready(topology::PARKING_LOT_QUEUE, n)
+        .await
+        .unwrap_or_else(|_| panic!("expected {n} parked messages"));
 }
 
 #[tokio::test]

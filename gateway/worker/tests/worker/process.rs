@@ -79,13 +79,10 @@ async fn sigterm_finishes_the_delivery_in_flight_and_takes_no_new_work() {
         .await
         .expect("worker exits")
         .expect("cleanly");
-    // The management API's queue counts lag by a stats interval: wait for them.
-    let world_ref = &world;
-    isolation::eventually(WAIT, || async move {
-        (world_ref.ready(spritz_proto::topology::WORK_QUEUE).await == 1).then_some(())
-    })
-    .await
-    .expect("the new message waits for another worker");
+    world
+        .wait_for_ready(spritz_proto::topology::WORK_QUEUE, 1)
+        .await
+        .expect("the new message waits for another worker");
     assert_eq!(world.spritz.prompts().len(), 1);
     world.finish().await;
 }
@@ -110,12 +107,10 @@ async fn a_delivery_still_running_when_the_grace_period_ends_is_handed_back() {
         .await
         .expect("worker exits within the grace")
         .expect("cleanly");
-    let world_ref = &world;
-    isolation::eventually(WAIT, || async move {
-        (world_ref.ready(spritz_proto::topology::WORK_QUEUE).await == 1).then_some(())
-    })
-    .await
-    .expect("handed back to the queue");
+    world
+        .wait_for_ready(spritz_proto::topology::WORK_QUEUE, 1)
+        .await
+        .expect("handed back to the queue");
 
     // The prompt had reached the agent: the next worker must not send it again.
     world.spritz.release_prompts();

@@ -199,16 +199,10 @@ async fn a_deadline_without_any_bot_token_parks_the_message() {
     let event = world.channel_message("nobody hears");
     world.publish(&event).await;
 
-    let world_ref = &world;
-    spritz_sandbox::isolation::eventually(WAIT, || async move {
-        (world_ref
-            .ready(spritz_proto::topology::PARKING_LOT_QUEUE)
-            .await
-            == 1)
-            .then_some(())
-    })
-    .await
-    .expect("parked");
+    world
+        .wait_for_ready(spritz_proto::topology::PARKING_LOT_QUEUE, 1)
+        .await
+        .expect("parked");
     assert!(world.slack.posts().is_empty());
     let parked = spritz_worker::dlq::list(&world.publisher)
         .await

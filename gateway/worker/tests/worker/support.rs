@@ -321,6 +321,15 @@ impl World {
         true
     }
 
+    /// Waits until exactly `n` messages are ready in `queue` (a message a worker
+    /// still holds unacked, or has just handed back, is not ready yet).
+    pub async fn wait_for_ready(&self, queue: &str, n: u32) -> anyhow::Result<()> {
+        spritz_sandbox::isolation::eventually(WAIT, || async move {
+            (self.ready(queue).await == n).then_some(())
+        })
+        .await
+    }
+
     /// Messages ready in `queue`, read with a passive declare.
     pub async fn ready(&self, queue: &str) -> u32 {
         let Some(link) = self.publisher.wait_ready(WAIT).await else {
