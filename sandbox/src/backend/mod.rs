@@ -103,20 +103,21 @@ impl FakeBackend {
     /// # Errors
     /// When the listener cannot be bound.
     pub async fn start_on(addr: SocketAddr, internal_token: &str) -> anyhow::Result<FakeBackend> {
-        let state = Arc::new(watch::Sender::new(BackendState::new(internal_token)));
-        let app = axum::Router::new()
-            .nest(BASE_PATH, internal_api::router(state.clone()))
-            .merge(control::router(state.clone()));
-        let server = FakeServer::spawn("fake backend", addr, app).await?;
-        Ok(FakeBackend {
-            state,
-            server: Arc::new(server),
-        })
+        let (state, server) = server::spawn_nested(
+            "fake backend",
+            addr,
+            BASE_PATH,
+            BackendState::new(internal_token),
+            internal_api::router,
+            control::router,
+        )
+        .await?;
+        Ok(FakeBackend { state, server })
     }
 
     /// `http://127.0.0.1:PORT/backend`; routes are `base_url() + "/internal/v1/spritz/…"`.
     pub fn base_url(&self) -> String {
-        format!("{}{BASE_PATH}", self.origin())
+        self.server.url(BASE_PATH)
     }
 
     /// `http://127.0.0.1:PORT`, where the `/_sandbox` control API lives.

@@ -95,20 +95,21 @@ impl FakeSpritz {
     /// # Errors
     /// When the listener cannot be bound.
     pub async fn start_on(addr: SocketAddr, service_token: &str) -> anyhow::Result<FakeSpritz> {
-        let state = Arc::new(watch::Sender::new(SpritzState::new(service_token)));
-        let app = axum::Router::new()
-            .nest(BASE_PATH, rest::router(state.clone()))
-            .merge(control::router(state.clone()));
-        let server = FakeServer::spawn("fake spritz", addr, app).await?;
-        Ok(FakeSpritz {
-            state,
-            server: Arc::new(server),
-        })
+        let (state, server) = server::spawn_nested(
+            "fake spritz",
+            addr,
+            BASE_PATH,
+            SpritzState::new(service_token),
+            rest::router,
+            control::router,
+        )
+        .await?;
+        Ok(FakeSpritz { state, server })
     }
 
     /// `http://127.0.0.1:PORT/spritz`, what `SPRITZ_SLACK_SPRITZ_BASE_URL` gets.
     pub fn base_url(&self) -> String {
-        format!("{}{BASE_PATH}", self.origin())
+        self.server.url(BASE_PATH)
     }
 
     /// `http://127.0.0.1:PORT`, where the `/_sandbox` control API lives.
