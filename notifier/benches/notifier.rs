@@ -111,47 +111,22 @@ async fn run(
     );
 
     // 2. Throughput: creation of `objects` objects, then all of them changing phase.
-    let patches_before = fake.request_counts().patches;
-    let started = Instant::now();
-    for i in 0..objects {
+    let created = burst(fake, &mut arrivals, objects, Phase::Provisioning, |i| {
         fake.create_spritz(&namespace(i), &format!("spritz-{i}"), Some("Provisioning"));
-    }
-    let created = started.elapsed();
-    let last = receive(&mut arrivals, objects, Phase::Provisioning).await?;
-    let elapsed = last - started;
-    fake.wait_until(WAIT, |fake| {
-        fake.request_counts().patches >= patches_before + objects
     })
     .await?;
-    let recorded = started.elapsed();
-    println!(
-        "throughput, {objects} new objects announced: {:.0} events/s ({:.2} s; objects created in {:.2} s; all annotations recorded after {:.2} s)",
-        objects as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64(),
-        created.as_secs_f64(),
-        recorded.as_secs_f64(),
-    );
+    created.print(objects, "new objects announced", "", "objects created");
     println!("memory with {objects} objects watched: {}", memory(pid));
 
-    let patches_before = fake.request_counts().patches;
-    let started = Instant::now();
-    for i in 0..objects {
+    let changed = burst(fake, &mut arrivals, objects, Phase::Ready, |i| {
         fake.set_phase(&namespace(i), &format!("spritz-{i}"), "Ready");
-    }
-    let changed = started.elapsed();
-    let last = receive(&mut arrivals, objects, Phase::Ready).await?;
-    let elapsed = last - started;
-    fake.wait_until(WAIT, |fake| {
-        fake.request_counts().patches >= patches_before + objects
     })
     .await?;
-    let recorded = started.elapsed();
-    println!(
-        "throughput, {objects} objects changing phase: {:.0} events/s with confirms ({:.2} s; changes made in {:.2} s; all annotations recorded after {:.2} s)",
-        objects as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64(),
-        changed.as_secs_f64(),
-        recorded.as_secs_f64(),
+    changed.print(
+        objects,
+        "objects changing phase",
+        " with confirms",
+        "changes made",
     );
     println!("memory after the burst: {}", memory(pid));
 
@@ -167,6 +142,58 @@ async fn run(
         fake.lease_holder(LEASE_NS, "spritz-notifier")
     );
     Ok(())
+}
+
+/// How long one burst of `objects` changes took, each measured from its start.
+struct Burst {
+    /// Until the changes were all made in the API.
+    made: Duration,
+    /// Until the last event arrived on the queue.
+    announced: Duration,
+    /// Until every annotation was recorded.
+    recorded: Duration,
+}
+
+impl Burst {
+    /// Prints the burst's line: `what` happened, `note` after the rate, `made` how
+    /// the changes were made.
+    fn print(&self, objects: usize, what: &str, note: &str, made: &str) {
+        println!(
+            "throughput, {objects} {what}: {:.0} events/s{note} ({:.2} s; {made} in {:.2} s; all annotations recorded after {:.2} s)",
+            objects as f64 / self.announced.as_secs_f64(),
+            self.announced.as_secs_f64(),
+            self.made.as_secs_f64(),
+            self.recorded.as_secs_f64(),
+        );
+    }
+}
+
+/// Makes `change(i)` for every object, then waits for all `objects` events in `phase`
+/// and for every annotation to be recorded.
+async fn burst(
+    fake: &FakeKubernetes,
+    arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
+    objects: usize,
+    phase: Phase,
+    change: impl Fn(usize),
+) -> anyhow::Result<Burst> {
+    let patches_before = fake.request_counts().patches;
+    let started = Instant::now();
+    for i in 0..objects {
+        change(i);
+    }
+    let made = started.elapsed();
+    let last = receive(arrivals, objects, phase).await?;
+    let announced = last - started;
+    fake.wait_until(WAIT, |fake| {
+        fake.request_counts().patches >= patches_before + objects
+    })
+    .await?;
+    Ok(Burst {
+        made,
+        announced,
+        recorded: started.elapsed(),
+    })
 }
 
 /// Ten namespaces, so the objects are spread as in a real cluster.
