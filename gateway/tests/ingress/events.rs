@@ -58,11 +58,11 @@ async fn a_signed_app_mention_is_on_the_work_queue_when_the_response_arrives() {
             .expect("user message")
             .is_direct_message()
     );
-    assert_eq!(
-        app.metric(r#"spritz_gateway_requests_total{outcome="queued",route="events"}"#)
-            .await,
-        Some(1.0)
-    );
+    app.assert_metric(
+        r#"spritz_gateway_requests_total{outcome="queued",route="events"}"#,
+        1.0,
+    )
+    .await;
     app.finish().await;
 }
 
@@ -266,11 +266,11 @@ async fn bad_signatures_stale_timestamps_missing_headers_bad_json_and_huge_bodie
         app.drain_work_queue().await.is_empty(),
         "nothing may be queued"
     );
-    assert_eq!(
-        app.metric(r#"spritz_gateway_requests_total{outcome="unauthorized",route="events"}"#)
-            .await,
-        Some(3.0)
-    );
+    app.assert_metric(
+        r#"spritz_gateway_requests_total{outcome="unauthorized",route="events"}"#,
+        3.0,
+    )
+    .await;
     app.finish().await;
 }
 
@@ -288,22 +288,14 @@ async fn every_route_is_also_served_under_the_public_url_prefix() {
     assert_eq!(app.drain_work_queue().await.len(), 1);
 
     for path in ["/healthz".to_owned(), format!("{PREFIX}/healthz")] {
-        let response = app.http.get(app.url(&path)).send().await.expect("healthz");
+        let response = app.get(app.url(&path), "healthz").await;
         assert_eq!(response.status(), 200, "{path}");
     }
     let install = app
-        .http
-        .get(app.url(&format!("{PREFIX}/slack/install")))
-        .send()
-        .await
-        .expect("install");
+        .get(app.url(&format!("{PREFIX}/slack/install")), "install")
+        .await;
     assert_eq!(install.status(), 302);
-    let unknown = app
-        .http
-        .get(app.url("/nope"))
-        .send()
-        .await
-        .expect("unknown");
+    let unknown = app.get(app.url("/nope"), "unknown").await;
     assert_eq!(unknown.status(), 404);
     app.finish().await;
 }
@@ -312,15 +304,12 @@ async fn every_route_is_also_served_under_the_public_url_prefix() {
 async fn the_ops_listener_serves_metrics_health_and_readiness() {
     let app = spawn_app().await;
     for path in ["/healthz", "/readyz"] {
-        let response = app.http.get(app.ops_url(path)).send().await.expect("ops");
+        let response = app.get(app.ops_url(path), "ops").await;
         assert_eq!(response.status(), 200, "{path}");
     }
     let metrics = app
-        .http
-        .get(app.ops_url("/metrics"))
-        .send()
+        .get(app.ops_url("/metrics"), "metrics")
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");

@@ -2,6 +2,7 @@
 //! Slack and a fake backend, plus helpers to send signed events and read the work queue.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,7 +19,9 @@ use spritz_sandbox::backend::FakeBackend;
 use spritz_sandbox::isolation::{BrokerAdmin, TestVhost};
 use spritz_sandbox::slack::FakeSlack;
 use spritz_service::Broker;
+use spritz_service::Link;
 use spritz_service::config::ListenAddr;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -125,6 +128,11 @@ impl TestApp {
         format!("http://{}{path}", self.ops_addr)
     }
 
+    /// `GET url`; `what` names the request if it cannot be sent.
+    pub async fn get(&self, url: impl reqwest::IntoUrl, what: &str) -> reqwest::Response {
+        self.http.get(url).send().await.expect(what)
+    }
+
     /// Posts `body` signed now, as Slack does.
     pub async fn post_event(&self, body: &Value) -> reqwest::Response {
         self.post_event_at("/slack/events", body.to_string().into_bytes(), &[])
@@ -193,6 +201,53 @@ impl TestApp {
             .ok()?;
         text.lines()
             .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+    }
+
+    /// Asserts that one sample on `/metrics` has the value `expected`.
+    pub async fn assert_metric(&self, sample: &str, expected: f64) {
+        assert_eq!(self.metric(sample).await, Some(expected), "{sample}");
+    }
+
+    /// Waits up to `within` until the gateway has no broker link; `links` was taken from
+    /// `self.broker.links()` before the broker went away.
+    pub async fn wait_until_unlinked(
+        &self,
+        links: &mut watch::Receiver<Option<Arc<Link>>>,
+        within: Duration,
+        what: &str,
+    ) {
+        tokio::time::timeout(within, links.wait_for(|link| link.is_none()))
+            .await
+            .expect(what)
+            .expect("broker handle alive");
+    }
+
+    /// Asserts what the gateway answers while its broker is gone: 503 to an event and
+    /// 503 on `/readyz`.
+    pub async fn assert_unavailable_without_broker(&self) {
+        let during = self
+            .post_event(&callback(&event_id(), app_mention("<@UBOT> during")))
+            .await;
+        assert_eq!(during.status(), 503);
+        let ready = self.get(self.ops_url("/readyz"), "readyz").await;
+        assert_eq!(ready.status(), 503);
+    }
+
+    /// Sends one event once the broker is back and asserts it is answered 200 and is
+    /// the only message on the work queue.
+    pub async fn assert_queues_again(&self) {
+        let id = event_id();
+        let after = self
+            .post_event(&callback(&id, app_mention("<@UBOT> after")))
+            .await;
+        assert_eq!(after.status(), 200);
+        let queued = self.drain_work_queue().await;
+        assert_eq!(
+            queued.len(),
+            1,
+            "only the event sent after recovery is queued"
+        );
+        assert_eq!(queued[0].1["eventId"], id.as_str());
     }
 
     /// Ends the test cleanly: stops the gateway, then deletes the vhost. Deleting it

@@ -46,28 +46,32 @@ async fn callback_with(app: &TestApp, state: &str, code: &str) -> reqwest::Respo
         [("state", state), ("code", code)],
     )
     .expect("url");
-    app.http.get(url).send().await.expect("callback")
+    app.get(url, "callback").await
+}
+
+/// The browser's round trip: our install page at `install_path` → Slack's authorize
+/// page → back to our callback. Returns the authorize page's status and the callback.
+async fn through_slack(
+    app: &TestApp,
+    install_path: &str,
+) -> (reqwest::StatusCode, reqwest::Response) {
+    let install = app.get(app.url(install_path), "install").await;
+    let authorize = app.get(location(&install), "authorize").await;
+    let callback = app
+        .get(to_listener(app, &location(&authorize)), "callback")
+        .await;
+    (authorize.status(), callback)
 }
 
 async fn issued_state(app: &TestApp) -> String {
-    let response = app
-        .http
-        .get(app.url("/slack/install"))
-        .send()
-        .await
-        .expect("install");
+    let response = app.get(app.url("/slack/install"), "install").await;
     query(&location(&response))["state"].clone()
 }
 
 #[tokio::test]
 async fn install_redirects_to_slacks_authorize_page_with_a_signed_state() {
     let app = spawn_app().await;
-    let response = app
-        .http
-        .get(app.url("/slack/install"))
-        .send()
-        .await
-        .expect("install");
+    let response = app.get(app.url("/slack/install"), "install").await;
     assert_eq!(response.status(), 302);
     let target = location(&response);
     assert_eq!(
@@ -99,26 +103,8 @@ async fn a_good_callback_exchanges_the_code_and_upserts_the_installation() {
     let app = spawn_app().await;
     app.slack.approve_installs(Some(grant()));
 
-    // The browser: our install page → Slack's authorize page → back to our callback.
-    let install = app
-        .http
-        .get(app.url(&format!("{PREFIX}/slack/install")))
-        .send()
-        .await
-        .expect("install");
-    let authorize = app
-        .http
-        .get(location(&install))
-        .send()
-        .await
-        .expect("authorize");
-    assert_eq!(authorize.status(), 302);
-    let callback = app
-        .http
-        .get(to_listener(&app, &location(&authorize)))
-        .send()
-        .await
-        .expect("callback");
+    let (authorize, callback) = through_slack(&app, &format!("{PREFIX}/slack/install")).await;
+    assert_eq!(authorize, 302);
 
     assert_eq!(callback.status(), 200);
     assert!(
@@ -163,11 +149,11 @@ async fn a_good_callback_exchanges_the_code_and_upserts_the_installation() {
         app.backend.team("T42").is_some(),
         "the backend knows the workspace now"
     );
-    assert_eq!(
-        app.metric(r#"spritz_gateway_requests_total{outcome="installed",route="oauth_callback"}"#)
-            .await,
-        Some(1.0)
-    );
+    app.assert_metric(
+        r#"spritz_gateway_requests_total{outcome="installed",route="oauth_callback"}"#,
+        1.0,
+    )
+    .await;
     app.finish().await;
 }
 
@@ -225,24 +211,7 @@ async fn an_expired_state_is_rejected_with_a_clear_message() {
 async fn a_cancelled_install_and_a_refused_code_install_nothing() {
     let app = spawn_app().await;
     app.slack.approve_installs(None);
-    let install = app
-        .http
-        .get(app.url("/slack/install"))
-        .send()
-        .await
-        .expect("install");
-    let authorize = app
-        .http
-        .get(location(&install))
-        .send()
-        .await
-        .expect("authorize");
-    let cancelled = app
-        .http
-        .get(to_listener(&app, &location(&authorize)))
-        .send()
-        .await
-        .expect("callback");
+    let (_, cancelled) = through_slack(&app, "/slack/install").await;
     assert_eq!(cancelled.status(), 400);
     assert!(cancelled.text().await.expect("text").contains("cancelled"));
 
