@@ -14,8 +14,9 @@ use crate::broker::{Broker, Link};
 /// the broker handle is gone.
 ///
 /// `consume_on` returns when its link closes, its consumer is cancelled or shutdown
-/// comes; an error marks the link broken (so the broker reconnects) and is logged as
-/// `"{what} stopped; waiting for a new broker link"`.
+/// comes. An error, or a return on a link that is still live (the broker cancelled
+/// the consumer), marks the link broken so the broker reconnects and redeclares the
+/// topology.
 pub async fn follow_links<F, Fut>(
     broker: &Broker,
     what: &str,
@@ -31,11 +32,25 @@ pub async fn follow_links<F, Fut>(
             .borrow_and_update()
             .clone()
             .filter(|link| !link.is_broken());
-        if let Some(link) = link
-            && let Err(error) = consume_on(link.clone()).await
-        {
-            tracing::warn!(error = %error, "{what} stopped; waiting for a new broker link");
-            link.report_broken();
+        if let Some(link) = link {
+            let result = consume_on(link.clone()).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match result {
+                Err(error) => {
+                    tracing::warn!(error = %error, "{what} stopped; waiting for a new broker link");
+                    link.report_broken();
+                }
+                // Ended on a live link without shutdown: the broker cancelled the
+                // consumer (its queue was deleted). No new link would ever come, so
+                // ask for one: reconnecting redeclares the topology, queue included.
+                Ok(()) if !link.is_broken() => {
+                    tracing::warn!("{what} was cancelled by the broker; reconnecting");
+                    link.report_broken();
+                }
+                Ok(()) => {}
+            }
         }
         if shutdown.is_cancelled() {
             return;

@@ -194,3 +194,51 @@ async fn without_redis_deliveries_are_retried_and_never_processed_unclaimed() {
     assert_eq!(ready.status(), 503, "not ready without redis");
     world.finish().await;
 }
+
+#[tokio::test]
+async fn the_worker_comes_back_when_the_broker_cancels_its_consumer() {
+    let mut world = World::new().await;
+    world.spawn_worker().await;
+    let before = world.direct_message("before");
+    world.publish(&before).await;
+    world.posts(1).await;
+
+    // Deleting the work queue makes the broker cancel every consumer of it.
+    let link = world.publisher.link().expect("publisher linked");
+    let channel = link.create_channel().await.expect("channel");
+    channel
+        .queue_delete(
+            spritz_proto::topology::WORK_QUEUE.into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("queue deleted");
+
+    // The worker reconnects and redeclares the queue; then a new message is answered.
+    let after = world.direct_message("after");
+    let world_ref = &world;
+    let after_ref = &after;
+    isolation::eventually(WAIT, || async move {
+        let body = serde_json::to_vec(after_ref).ok()?;
+        let envelope = spritz_proto::properties::Envelope::new(
+            after_ref.event_id.as_str(),
+            spritz_proto::MessageType::SlackEvent,
+            spritz_proto::traceparent::TraceParent::new_root(),
+        );
+        world_ref
+            .publisher
+            .publish(
+                spritz_proto::topology::WORK_EXCHANGE,
+                spritz_proto::topology::WORK_ROUTING_KEY,
+                &body,
+                &envelope,
+            )
+            .await
+            .ok()
+    })
+    .await
+    .expect("published once the queue is back");
+    let posts = world.posts(2).await;
+    assert_eq!(posts[1].text, "echo: after");
+    world.finish().await;
+}
