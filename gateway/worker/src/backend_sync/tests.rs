@@ -173,14 +173,8 @@ async fn a_failing_webhook_is_retried_through_the_delay_tiers_until_it_succeeds(
     harness.wait_for(SyncOutcome::Forwarded, 1).await;
     assert_eq!(harness.backend.lifecycle_attempts(), 3);
     assert_eq!(harness.metrics.count(SyncOutcome::Retry), 2);
-    assert_eq!(
-        harness
-            .vhost
-            .queue_depth(PARKING_LOT_QUEUE)
-            .await
-            .expect("depth"),
-        0
-    );
+    // Exact, unlike the management API's lagging queue counts.
+    assert_eq!(harness.metrics.count(SyncOutcome::DeadLettered), 0);
     harness.stop().await;
 }
 
