@@ -4,7 +4,7 @@
 //!
 //! Layout: [`config`] reads the environment; [`startup`] builds and runs the
 //! [`Application`]; [`routes`] wires the router; [`events`] is the events endpoint,
-//! deciding with [`slack_payload`] (and [`mention`]) what to publish; [`oauth`] is the
+//! deciding with [`slack_payload`] what to publish; [`oauth`] is the
 //! install flow, talking to Slack and the backend through [`install`] and signing its
 //! `state` with [`oauth_state`]; [`error`] maps every failure to a status; [`metrics`]
 //! holds the gateway's instruments.
@@ -13,7 +13,6 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod install;
-pub mod mention;
 pub mod metrics;
 pub mod oauth;
 pub mod oauth_state;

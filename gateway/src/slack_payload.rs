@@ -12,8 +12,6 @@ use serde::{Deserialize, Deserializer};
 use spritz_proto::slack_event::is_direct_message;
 use spritz_proto::{SlackEvent, SlackEventKind, SlackRetry, UserMessage, UserMessageKind};
 
-use crate::mention::remove_bot_mention;
-
 /// What to do with one request body.
 #[derive(Debug, PartialEq)]
 pub enum Classified {
@@ -218,23 +216,22 @@ fn user_message(
     if event_type != expected {
         return Err(IgnoreReason::NotAddressedToBot);
     }
-    let text = remove_bot_mention(
-        event.text.as_deref().unwrap_or_default(),
-        bot_user_id.as_deref(),
-    );
-    if text.is_empty() {
-        return Err(IgnoreReason::EmptyText);
-    }
-    Ok(UserMessage {
+    let message = UserMessage {
         event_type,
         user,
         channel,
         channel_type,
         ts,
         thread_ts: non_empty(event.thread_ts),
-        text,
+        text: event.text.unwrap_or_default(),
         bot_user_id,
-    })
+    };
+    // The worker removes the mention again, possibly knowing the bot better (from the
+    // installation); here the text only has to be more than the mention.
+    if message.prompt_text(None).is_empty() {
+        return Err(IgnoreReason::EmptyText);
+    }
+    Ok(message)
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -393,13 +390,14 @@ mod tests {
     }
 
     #[test]
-    fn a_channel_mention_is_published_without_the_mention() {
+    fn a_channel_mention_is_published_as_written_with_the_bot_it_named() {
         let event = published(classify_json(&callback(mention())));
         assert_eq!(event.event_id, "Ev1");
         assert_eq!(event.team_id, "T1");
         assert_eq!(event.api_app_id.as_deref(), Some("A1"));
         let message = event.user_message().expect("message");
-        assert_eq!(message.text, "hello there");
+        assert_eq!(message.text, "<@UBOT> hello there");
+        assert_eq!(message.prompt_text(None), "hello there");
         assert_eq!(message.event_type, UserMessageKind::AppMention);
         assert_eq!(message.bot_user_id.as_deref(), Some("UBOT"));
     }
@@ -489,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn without_authorizations_every_mention_is_removed() {
+    fn without_authorizations_the_bot_is_left_for_the_worker_to_learn() {
         let mut body = callback(mention());
         body.as_object_mut()
             .expect("object")
@@ -497,8 +495,17 @@ mod tests {
         body["event"]["text"] = json!("<@UOTHER> <@UBOT> hi");
         let event = published(classify_json(&body));
         let message = event.user_message().expect("message");
-        assert_eq!(message.text, "hi");
+        assert_eq!(message.text, "<@UOTHER> <@UBOT> hi");
         assert_eq!(message.bot_user_id, None);
+        assert_eq!(message.prompt_text(Some("UBOT")), "<@UOTHER>   hi");
+        assert_eq!(message.prompt_text(None), "hi");
+
+        body["event"]["text"] = json!("<@UOTHER> <@UBOT>");
+        assert_eq!(
+            classify_json(&body),
+            Classified::Ignored(IgnoreReason::EmptyText),
+            "nothing but mentions is empty when the bot is unknown"
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! Layout: [`message`] decodes versioned bodies; [`slack_event`] and [`lifecycle`] are
 //! the two message kinds; [`properties`] builds and reads AMQP properties (message id,
 //! type, timestamp, `traceparent`, retry headers); [`topology`] names every exchange and
-//! queue and declares them; [`slack_signature`] signs and verifies Slack requests.
+//! queue and declares them; [`slack_signature`] signs and verifies Slack requests;
+//! [`mention`] removes the bot mention from a user's text.
 
 pub mod lifecycle;
+pub mod mention;
 pub mod message;
 pub mod properties;
 pub mod slack_event;

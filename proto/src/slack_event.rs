@@ -1,8 +1,9 @@
 //! `slack.event.v1`: a Slack event the gateway accepted, as the worker needs it.
 //!
 //! The gateway does the filtering of SPEC §3 and publishes only what the worker acts
-//! on, already normalised: user messages to the bot (with the bot mention removed from
-//! the text) and the two uninstall events. The raw Slack payload is not forwarded.
+//! on: user messages to the bot (their text as the user wrote it; the worker removes
+//! the bot mention, since it may know the bot from the installation where the event
+//! did not say) and the two uninstall events. The raw Slack payload is not forwarded.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,31 @@ pub struct Resume {
     /// Reply posts tried so far.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reply_attempts: u32,
+    /// The Spritz conversation's name once the API gave it, so a reply posted by a
+    /// later attempt can still add its alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+    /// `attempt` when the message was last replayed from the parking lot: the attempt
+    /// limit counts from here, while `attempt` itself only grows (a wake-up's
+    /// supersede generation compares against it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt_base: u32,
+}
+
+impl Resume {
+    /// Re-queues counted against the attempt limit: those since the last replay.
+    pub fn attempts_counted(&self) -> u32 {
+        self.attempt.saturating_sub(self.attempt_base)
+    }
+
+    /// What a replay from the parking lot makes of this state: the attempt limit and
+    /// the reply posts count afresh, everything learnt (a reply, a visible status
+    /// message, the conversation) is kept.
+    pub fn replayed(mut self) -> Self {
+        self.attempt_base = self.attempt;
+        self.reply_attempts = 0;
+        self
+    }
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -132,7 +158,8 @@ pub struct UserMessage {
     pub ts: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_ts: Option<String>,
-    /// The user's text with the bot mention removed; never empty.
+    /// The user's text as written (with the bot mention); never empty once the
+    /// mention is removed. [`UserMessage::prompt_text`] is what the agent gets.
     pub text: String,
     /// The bot user the message was addressed to, when Slack said so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +180,21 @@ impl UserMessage {
         } else {
             self.thread_ts.as_deref().unwrap_or(&self.ts)
         }
+    }
+
+    /// What the agent is asked: in a DM the text as written; elsewhere with the
+    /// mention of the bot removed — the bot the event named, else `installed_bot` (the
+    /// installation's `botUserId`), else every mention.
+    pub fn prompt_text(&self, installed_bot: Option<&str>) -> String {
+        if self.event_type == UserMessageKind::Message {
+            return self.text.trim().to_owned();
+        }
+        let bot = self
+            .bot_user_id
+            .as_deref()
+            .or(installed_bot)
+            .filter(|b| !b.is_empty());
+        crate::mention::remove_bot_mention(&self.text, bot)
     }
 
     /// The ledger key of this message: `team:channel:ts`.
@@ -206,6 +248,45 @@ mod tests {
             message("C1", Some("channel"), None).external_conversation_id(),
             "1700000000.000100"
         );
+    }
+
+    #[test]
+    fn the_prompt_keeps_a_dm_as_written_and_removes_the_bot_mention_elsewhere() {
+        let mut dm = message("D1", Some("im"), None);
+        dm.event_type = UserMessageKind::Message;
+        dm.text = " <@UBOT> hi ".into();
+        assert_eq!(dm.prompt_text(Some("UBOT")), "<@UBOT> hi");
+
+        let mut mention = message("C1", Some("channel"), None);
+        mention.text = "<@UBOT> hi <@U2>".into();
+        assert_eq!(mention.prompt_text(None), "hi <@U2>");
+        mention.bot_user_id = None;
+        assert_eq!(
+            mention.prompt_text(Some("UBOT")),
+            "hi <@U2>",
+            "the installation's bot id is used when the event named none"
+        );
+        assert_eq!(
+            mention.prompt_text(None),
+            "hi",
+            "every mention when no bot is known"
+        );
+    }
+
+    #[test]
+    fn a_replay_counts_attempts_afresh_but_keeps_the_generation() {
+        let resume = Resume {
+            attempt: 300,
+            reply_attempts: 9,
+            reply_text: Some("hi".into()),
+            ..Resume::default()
+        };
+        assert_eq!(resume.attempts_counted(), 300);
+        let replayed = resume.replayed();
+        assert_eq!(replayed.attempt, 300);
+        assert_eq!(replayed.attempts_counted(), 0);
+        assert_eq!(replayed.reply_attempts, 0);
+        assert_eq!(replayed.reply_text.as_deref(), Some("hi"));
     }
 
     #[test]

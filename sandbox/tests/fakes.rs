@@ -367,6 +367,17 @@ async fn acp_echo_round_trip_replies_in_varied_chunks_and_records_the_prompt() {
     assert_eq!(spritz.upsert_tokens(), vec![team.access_token.clone()]);
 }
 
+/// An upsert body for team `T1`'s conversation `external_id` in channel `C1`.
+fn upsert_body(team: &TeamInstall, conversation_id: &str, external_id: &str) -> Value {
+    json!({
+        "namespace": team.namespace, "conversationId": conversation_id,
+        "principalId": "spritz-slack-gateway", "instanceId": team.instance_id,
+        "ownerId": "auth-owner", "provider": "slack", "externalScopeType": "workspace",
+        "externalTenantId": team.team_id, "externalChannelId": "C1",
+        "externalConversationId": external_id, "title": "Slack C1", "cwd": "/home/dev",
+    })
+}
+
 #[tokio::test]
 async fn the_same_external_conversation_maps_to_one_conversation_and_aliases_join_it() {
     let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
@@ -376,12 +387,16 @@ async fn the_same_external_conversation_maps_to_one_conversation_and_aliases_joi
     let other = open_conversation(&spritz, &team, "1700000000.000200").await;
     assert_eq!(first.id, again.id);
     assert_ne!(first.id, other.id);
+    assert!(
+        first
+            .id
+            .starts_with(&format!("{}-channel-", team.instance_id)),
+        "names are the server's: {}",
+        first.id
+    );
 
     let alias: Value = upsert(&spritz, &team)
-        .json(&json!({
-            "namespace": team.namespace, "conversationId": first.id, "instanceId": team.instance_id,
-            "externalConversationId": "1700000000.000999",
-        }))
+        .json(&upsert_body(&team, &first.id, "1700000000.000999"))
         .answer()
         .await;
     assert_eq!(
@@ -391,6 +406,45 @@ async fn the_same_external_conversation_maps_to_one_conversation_and_aliases_joi
     let via_alias = open_conversation(&spritz, &team, "1700000000.000999").await;
     assert_eq!(via_alias.id, first.id);
     assert_eq!(spritz.upserts().len(), 5);
+}
+
+#[tokio::test]
+async fn an_upsert_naming_an_unknown_conversation_is_refused_as_the_real_api_does() {
+    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
+    let team = TeamInstall::demo("T1");
+    let unknown = upsert(&spritz, &team)
+        .json(&upsert_body(
+            &team,
+            "slack-t1-c1-1700000000-000100",
+            "1700000000.000100",
+        ))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(unknown.status(), 404);
+    let body: Value = unknown.json().await.expect("json");
+    assert!(body.to_string().contains("spritz not found"), "{body}");
+
+    let first = open_conversation(&spritz, &team, "1700000000.000100").await;
+    let mut elsewhere = upsert_body(&team, &first.id, "1700000000.000300");
+    elsewhere["externalChannelId"] = json!("C2");
+    let conflict = upsert(&spritz, &team)
+        .json(&elsewhere)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(conflict.status(), 409, "a conversation of another channel");
+
+    let mut incomplete = upsert_body(&team, "", "1700000000.000400");
+    incomplete["ownerId"] = json!("");
+    let refused = upsert(&spritz, &team)
+        .json(&incomplete)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert!(body.to_string().contains("ownerId is required"), "{body}");
 }
 
 #[tokio::test]

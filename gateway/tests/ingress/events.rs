@@ -45,7 +45,10 @@ async fn a_signed_app_mention_is_on_the_work_queue_when_the_response_arrives() {
     let event = &body["event"];
     assert_eq!(event["kind"], "message");
     assert_eq!(event["eventType"], "app_mention");
-    assert_eq!(event["text"], "summarise this thread");
+    assert_eq!(
+        event["text"], "<@UBOT> summarise this thread",
+        "the text as written; the worker removes the mention"
+    );
     assert_eq!(event["botUserId"], "UBOT");
     assert_eq!(event["user"], "U1");
     assert_eq!(event["channel"], "C1");

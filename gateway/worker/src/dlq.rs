@@ -100,11 +100,12 @@ pub async fn replay(broker: &Broker, selection: &Selection) -> Result<ReplayRepo
             continue;
         }
         let envelope = replay_envelope(&message.properties);
+        let body = replay_body(&message.body);
         if let Err(error) = broker
             .publish(
                 &message.parked.origin_exchange,
                 &message.parked.origin_routing_key,
-                &message.body,
+                &body,
                 &envelope,
             )
             .await
@@ -249,7 +250,7 @@ fn describe(delivery: lapin::message::Delivery) -> Held {
             event
                 .as_ref()
                 .and_then(|e| e.resume.as_ref())
-                .map(|r| i64::from(r.attempt))
+                .map(|r| i64::from(r.attempts_counted()))
         })
         .unwrap_or(0)
         .max(death.as_ref().map_or(0, |d| d.count));
@@ -318,6 +319,20 @@ fn first_death(props: &BasicProperties) -> Option<Death> {
         routing_key,
         count,
     })
+}
+
+/// The body of a replayed copy: a Slack event's resume state counts its attempts
+/// afresh (the worker's attempt limit reads the body, not the header); any other body
+/// goes back byte for byte.
+fn replay_body(original: &[u8]) -> Vec<u8> {
+    let Ok(mut event) = spritz_proto::decode::<SlackEvent>(original) else {
+        return original.to_vec();
+    };
+    let Some(resume) = event.resume.take() else {
+        return original.to_vec();
+    };
+    event.resume = Some(resume.replayed());
+    serde_json::to_vec(&event).unwrap_or_else(|_| original.to_vec())
 }
 
 /// The envelope of a replayed copy: same id, type and trace, without the parking-lot

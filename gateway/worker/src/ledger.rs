@@ -10,7 +10,8 @@
 //! - `done:event:<event_id>`, `done:msg:<team:channel:ts>`: the message is finished
 //!   (replied, answered with a failure, dropped); later copies are duplicates. TTL:
 //!   `SPRITZ_SLACK_DEDUPE_TTL`.
-//! - `prompt:<team:channel:ts>`: the prompt was delivered; it is never sent again.
+//! - `prompt:<team:channel:ts>`: the prompt was delivered (the value: the Spritz
+//!   conversation's name); it is never sent again.
 //! - `status:<team:channel:ts>:<purpose>`: a status message was posted (its `ts`), or
 //!   is being posted (`pending:<owner>`), so there is at most one per purpose.
 //! - `wake:<event_id>`: the lowest attempt number still current; copies below it were
@@ -77,6 +78,13 @@ impl Claim {
     pub fn owner(&self) -> &str {
         &self.owner
     }
+}
+
+/// A prompt that reached the agent, as the ledger recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The Spritz conversation it was sent in (absent in records of older workers).
+    pub conversation: Option<String>,
 }
 
 /// A held conversation lock.
@@ -306,7 +314,9 @@ impl Ledger {
         })
     }
 
-    /// Extends the claim (and a conversation lock, when held) by `lease`.
+    /// Extends the claim (and a conversation lock, when held) by `lease`; `false` when
+    /// any of them is no longer this claim's (the lease ran out and another worker may
+    /// hold the message now).
     ///
     /// # Errors
     /// Redis is unreachable.
@@ -315,15 +325,17 @@ impl Ledger {
         claim: &Claim,
         lock: Option<&ConversationLock>,
         lease: Duration,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut conn = self.conn()?;
         let mut invocation = self.scripts.renew.prepare_invoke();
+        let mut keys = 0;
         for key in claim.keys.iter().chain(lock.map(|l| &l.key)) {
             invocation.key(key);
+            keys += 1;
         }
         invocation.arg(&claim.owner).arg(millis(lease));
-        let _: i64 = invocation.invoke_async(&mut conn).await?;
-        Ok(())
+        let renewed: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(renewed == keys)
     }
 
     /// Lets go of a message that is not finished (it was re-queued or parked).
@@ -363,24 +375,31 @@ impl Ledger {
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn prompt_delivered(&self, message_key: &str) -> Result<bool> {
+    pub async fn prompt_delivered(&self, message_key: &str) -> Result<Option<Delivered>> {
         let mut conn = self.conn()?;
-        let exists: bool = redis::cmd("EXISTS")
+        let record: Option<String> = redis::cmd("GET")
             .arg(self.key(&["prompt", message_key]))
             .query_async(&mut conn)
             .await?;
-        Ok(exists)
+        Ok(record.map(|conversation| Delivered {
+            conversation: Some(conversation).filter(|c| !c.is_empty()),
+        }))
     }
 
-    /// Records that the prompt reached the agent.
+    /// Records that the prompt reached the agent in `conversation` (the Spritz
+    /// conversation's name), so an attempt after a crash can still alias its answer.
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn record_prompt_delivered(&self, message_key: &str) -> Result<()> {
+    pub async fn record_prompt_delivered(
+        &self,
+        message_key: &str,
+        conversation: &str,
+    ) -> Result<()> {
         let mut conn = self.conn()?;
         let _: () = redis::cmd("SET")
             .arg(self.key(&["prompt", message_key]))
-            .arg("1")
+            .arg(conversation)
             .arg("PX")
             .arg(self.ttl_ms())
             .query_async(&mut conn)

@@ -2,7 +2,9 @@
 //! values come from the fixed sets below; never ids or error text.
 //! (`spritz_backend_sync_total` is registered by [`crate::backend_sync`].)
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use spritz_service::metrics::{END_TO_END_BUCKETS, LATENCY_BUCKETS};
 
 /// `outcome` of `spritz_worker_deliveries_total`.
@@ -31,6 +33,8 @@ pub struct WorkerMetrics {
     pub retries: IntCounterVec,
     pub in_flight: IntGauge,
     pub lifecycle_events: IntCounterVec,
+    /// Deliveries handed back because their ledger claim was lost mid-work.
+    pub claims_lost: IntCounter,
 }
 
 impl WorkerMetrics {
@@ -98,6 +102,10 @@ impl WorkerMetrics {
             ),
             &["phase", "action"],
         )?;
+        let claims_lost = IntCounter::new(
+            "spritz_worker_claims_lost_total",
+            "Deliveries handed back because their ledger claim was lost mid-work",
+        )?;
         for outcome in OUTCOMES {
             deliveries.with_label_values(&[*outcome]);
         }
@@ -131,6 +139,7 @@ impl WorkerMetrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(lifecycle_events.clone()))?;
+        registry.register(Box::new(claims_lost.clone()))?;
         Ok(Self {
             deliveries,
             stage_seconds,
@@ -141,6 +150,7 @@ impl WorkerMetrics {
             retries,
             in_flight,
             lifecycle_events,
+            claims_lost,
         })
     }
 

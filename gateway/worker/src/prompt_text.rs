@@ -1,7 +1,6 @@
 //! What the agent is sent (SPEC §5.3): a trusted context block saying where the
 //! message came from, a blank line, then the user's text with the bot mention removed
-//! (the gateway already removed it). Also the stable conversation name the worker
-//! asks Spritz to use.
+//! (see [`UserMessage::prompt_text`]).
 
 use serde::Serialize;
 use spritz_proto::UserMessage;
@@ -22,8 +21,9 @@ struct ChannelContext<'a> {
     direct_message: bool,
 }
 
-/// The prompt for `message` in `team_id`.
-pub fn prompt_text(team_id: &str, message: &UserMessage) -> String {
+/// The prompt for `message` in `team_id`; `installed_bot` is the installation's bot
+/// user, for a mention event that did not say which bot it named.
+pub fn prompt_text(team_id: &str, message: &UserMessage, installed_bot: Option<&str>) -> String {
     let context = ChannelContext {
         source: "spritz-slack-gateway",
         provider: "slack",
@@ -40,34 +40,12 @@ pub fn prompt_text(team_id: &str, message: &UserMessage) -> String {
     let json = serde_json::to_string(&context).unwrap_or_default();
     format!(
         "<spritz-channel-context>{json}</spritz-channel-context>\n\n{}",
-        message.text.trim()
+        message.prompt_text(installed_bot)
     )
 }
 
 fn non_empty(value: Option<&String>) -> Option<&str> {
     value.map(String::as_str).filter(|v| !v.is_empty())
-}
-
-/// A stable, Kubernetes-name-safe conversation id for the message's conversation:
-/// `slack-<team>-<channel>-<external id>`, lower case, `[a-z0-9-]`, at most 63 chars.
-pub fn conversation_name(team_id: &str, message: &UserMessage) -> String {
-    let raw = format!(
-        "slack-{team_id}-{}-{}",
-        message.channel,
-        message.external_conversation_id()
-    );
-    let mut name: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    name.truncate(63);
-    name.trim_end_matches('-').to_owned()
 }
 
 #[cfg(test)]
@@ -84,14 +62,14 @@ mod tests {
             channel_type: Some("channel".into()),
             ts: "1700000000.000100".into(),
             thread_ts: thread_ts.map(Into::into),
-            text: "what is up?".into(),
+            text: "<@UBOT> what is up?".into(),
             bot_user_id: Some("UBOT".into()),
         }
     }
 
     #[test]
     fn the_prompt_is_a_context_block_a_blank_line_and_the_text() {
-        let text = prompt_text("T1", &message(None));
+        let text = prompt_text("T1", &message(None), None);
         let (block, rest) = text
             .split_once("</spritz-channel-context>\n\n")
             .expect("block");
@@ -106,16 +84,6 @@ mod tests {
         assert!(
             json.get("thread_ts").is_none(),
             "empty optional fields are omitted"
-        );
-    }
-
-    #[test]
-    fn conversation_names_are_stable_and_kubernetes_safe() {
-        let name = conversation_name("T1", &message(Some("1700000000.000001")));
-        assert_eq!(name, "slack-t1-c1-1700000000-000001");
-        assert_eq!(
-            name,
-            conversation_name("T1", &message(Some("1700000000.000001")))
         );
     }
 }

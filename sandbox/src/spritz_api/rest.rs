@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::spritz_http::{bearer, error, injected_failure};
 
-use super::state::{CWD, SpritzState, Unusable, UpsertRequest};
+use super::state::{CWD, Identity, SpritzState, Unusable, UpsertRequest};
 use super::{SpritzCall, acp};
 
 type Shared = Arc<watch::Sender<SpritzState>>;
@@ -53,45 +53,73 @@ async fn upsert(
         namespace: text("namespace"),
         instance_id: text("instanceId"),
         conversation_id: text("conversationId"),
+        identity: Identity {
+            principal_id: text("principalId"),
+            provider: text("provider"),
+            external_scope_type: text("externalScopeType"),
+            external_tenant_id: text("externalTenantId"),
+            external_channel_id: text("externalChannelId"),
+            owner_id: text("ownerId"),
+        },
         external_conversation_id: text("externalConversationId"),
-        lookup_ids: body
-            .get("lookupExternalConversationIds")
-            .and_then(Value::as_array)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
     };
-    let complete = !request.namespace.is_empty()
-        && !request.instance_id.is_empty()
-        && !request.external_conversation_id.is_empty();
+    let missing = missing_field(&request);
     let mut outcome = Err(Unusable::NotFound);
     state.send_modify(|s| {
         s.upserts.push(body.clone());
         s.upsert_tokens.push(token);
-        if complete {
+        if missing.is_none() {
             outcome = s
                 .take_fault(SpritzCall::Upsert)
                 .and_then(|()| s.upsert(request));
         }
     });
-    if !complete {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "namespace, instanceId and externalConversationId are required",
-        );
+    if let Some(message) = missing {
+        return error(StatusCode::BAD_REQUEST, message);
     }
     match outcome {
-        Ok(conversation) => Json(json!({
-            "status": "success",
-            "data": {"conversation": conversation.to_json()},
-        }))
-        .into_response(),
+        Ok((conversation, created)) => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let body = json!({
+                "status": "success",
+                "data": {"created": created, "conversation": conversation.to_json()},
+            });
+            (status, Json(body)).into_response()
+        }
         Err(reason) => unusable(reason),
     }
+}
+
+/// The first required field an upsert lacks, with the message the real API writes
+/// (`normalizeChannelConversationUpsertRequest` in `api/channel_conversation_service.go`).
+fn missing_field(request: &UpsertRequest) -> Option<&'static str> {
+    let identity = &request.identity;
+    [
+        (&identity.provider, "provider is required"),
+        (
+            &identity.external_scope_type,
+            "externalScopeType is required",
+        ),
+        (&identity.external_tenant_id, "externalTenantId is required"),
+        (&request.instance_id, "instanceId is required"),
+        (&identity.owner_id, "ownerId is required"),
+        (&identity.principal_id, "principalId is required"),
+        (
+            &identity.external_channel_id,
+            "externalChannelId is required",
+        ),
+        (
+            &request.external_conversation_id,
+            "externalConversationId is required",
+        ),
+        (&request.namespace, "namespace is required"),
+    ]
+    .into_iter()
+    .find_map(|(value, message)| value.is_empty().then_some(message))
 }
 
 async fn bootstrap(
@@ -156,7 +184,8 @@ fn has_service_token(state: &Shared, headers: &HeaderMap) -> bool {
 fn unusable(reason: Unusable) -> Response {
     match reason {
         Unusable::Vanished => error(StatusCode::NOT_FOUND, "spritz not found"),
-        Unusable::NotFound => error(StatusCode::NOT_FOUND, "conversation not found"),
+        Unusable::NotFound => error(StatusCode::NOT_FOUND, "spritz not found"),
+        Unusable::Ambiguous => error(StatusCode::CONFLICT, "channel conversation is ambiguous"),
         Unusable::Injected(status) => injected_failure(status),
     }
 }

@@ -18,6 +18,11 @@ pub(super) struct Conversation {
     pub name: String,
     pub namespace: String,
     pub instance_id: String,
+    /// Who and where the conversation is for; an upsert naming the conversation must
+    /// carry the same identity (409 otherwise), as the real API checks.
+    pub identity: Identity,
+    /// The external id it was created for, then every alias added to it.
+    pub external_ids: Vec<String>,
     pub session_id: String,
     /// Earlier `(prompt text, reply)` turns, kept only while history replay is on.
     pub turns: Vec<(String, String)>,
@@ -42,8 +47,22 @@ impl Conversation {
 pub(super) enum Unusable {
     NotFound,
     Vanished,
+    /// The named conversation belongs to another identity or runtime (409).
+    Ambiguous,
     /// A failure injected with `FakeSpritz::fail_next`.
     Injected(u16),
+}
+
+/// The route identity of a channel conversation minus its external conversation id
+/// (the real API's "base identity": principal, provider, scope, tenant, channel, owner).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Identity {
+    pub principal_id: String,
+    pub provider: String,
+    pub external_scope_type: String,
+    pub external_tenant_id: String,
+    pub external_channel_id: String,
+    pub owner_id: String,
 }
 
 /// The parts of an upsert body the fake acts on.
@@ -51,9 +70,12 @@ pub(super) enum Unusable {
 pub(super) struct UpsertRequest {
     pub namespace: String,
     pub instance_id: String,
+    /// Empty: find the conversation by identity and external id, or create it. Set:
+    /// the server's name of an existing conversation, to which the external id is
+    /// added as an alias.
     pub conversation_id: String,
+    pub identity: Identity,
     pub external_conversation_id: String,
-    pub lookup_ids: Vec<String>,
 }
 
 pub(crate) struct SpritzState {
@@ -63,8 +85,6 @@ pub(crate) struct SpritzState {
     pub held: bool,
     pub vanished: HashSet<(String, String)>,
     pub conversations: HashMap<String, Conversation>,
-    /// `(namespace, external conversation id)` → conversation name.
-    pub aliases: HashMap<(String, String), String>,
     pub prompts: Vec<PromptRecord>,
     pub upserts: Vec<Value>,
     pub upsert_tokens: Vec<String>,
@@ -86,7 +106,6 @@ impl SpritzState {
             held: false,
             vanished: HashSet::new(),
             conversations: HashMap::new(),
-            aliases: HashMap::new(),
             prompts: Vec::new(),
             upserts: Vec::new(),
             upsert_tokens: Vec::new(),
@@ -122,54 +141,61 @@ impl SpritzState {
             .contains(&(namespace.to_owned(), instance_id.to_owned()))
     }
 
-    /// Finds or creates the conversation for an upsert and binds the external id to
-    /// it (an alias upsert names the conversation and adds another external id).
-    pub fn upsert(&mut self, request: UpsertRequest) -> Result<Conversation, Unusable> {
+    /// The real `POST /api/channel-conversations/upsert`: a named conversation must
+    /// exist (404 `spritz not found`) and match the identity (409), and gains the
+    /// external id as an alias; an unnamed upsert finds the conversation by identity
+    /// and external id (primary or alias) or creates one under a name the server
+    /// chooses. `Ok((conversation, created))`.
+    pub fn upsert(&mut self, request: UpsertRequest) -> Result<(Conversation, bool), Unusable> {
         if self.is_vanished(&request.namespace, &request.instance_id) {
             return Err(Unusable::Vanished);
         }
-        let alias_key = |id: &str| (request.namespace.clone(), id.to_owned());
-        let existing = Some(request.conversation_id.clone())
-            .filter(|id| {
-                self.conversations
-                    .get(id)
-                    .is_some_and(|c| c.namespace == request.namespace)
-            })
-            .or_else(|| {
-                std::iter::once(&request.external_conversation_id)
-                    .chain(&request.lookup_ids)
-                    .find_map(|id| self.aliases.get(&alias_key(id)).cloned())
-            });
-        let name = existing.unwrap_or_else(|| {
-            if request.conversation_id.is_empty() {
-                conversation_name(&request.namespace, &request.external_conversation_id)
-            } else {
-                request.conversation_id.clone()
+        if !request.conversation_id.is_empty() {
+            let conversation = self
+                .conversations
+                .get_mut(&request.conversation_id)
+                .filter(|c| c.namespace == request.namespace)
+                .ok_or(Unusable::Vanished)?;
+            if conversation.identity != request.identity
+                || conversation.instance_id != request.instance_id
+            {
+                return Err(Unusable::Ambiguous);
             }
-        });
+            if !conversation
+                .external_ids
+                .contains(&request.external_conversation_id)
+            {
+                conversation
+                    .external_ids
+                    .push(request.external_conversation_id.clone());
+            }
+            return Ok((conversation.clone(), false));
+        }
+        if let Some(found) = self.conversations.values().find(|c| {
+            c.namespace == request.namespace
+                && c.instance_id == request.instance_id
+                && c.identity == request.identity
+                && c.external_ids.contains(&request.external_conversation_id)
+        }) {
+            return Ok((found.clone(), false));
+        }
+        let name = conversation_name(&request);
         let generation = self
             .generations
             .get(&(request.namespace.clone(), request.instance_id.clone()))
             .copied()
             .unwrap_or_default();
-        let conversation = self
-            .conversations
-            .entry(name.clone())
-            .or_insert_with(|| Conversation {
-                name: name.clone(),
-                namespace: request.namespace.clone(),
-                instance_id: request.instance_id.clone(),
-                session_id: session_id(&name, generation),
-                turns: Vec::new(),
-            });
-        if conversation.instance_id != request.instance_id {
-            conversation.instance_id = request.instance_id.clone();
-            conversation.session_id = session_id(&name, generation);
-        }
-        let conversation = conversation.clone();
-        self.aliases
-            .insert(alias_key(&request.external_conversation_id), name);
-        Ok(conversation)
+        let conversation = Conversation {
+            session_id: session_id(&name, generation),
+            name: name.clone(),
+            namespace: request.namespace,
+            instance_id: request.instance_id,
+            identity: request.identity,
+            external_ids: vec![request.external_conversation_id],
+            turns: Vec::new(),
+        };
+        self.conversations.insert(name, conversation.clone());
+        Ok((conversation, true))
     }
 
     /// The conversation `name` in `namespace`, if it exists and its runtime is up.
@@ -231,14 +257,23 @@ impl SpritzState {
     }
 }
 
-/// `conv-<16 hex>`, stable for one `(namespace, external conversation id)`.
-fn conversation_name(namespace: &str, external_id: &str) -> String {
+/// `<instance>-channel-<16 hex>`, the shape of the real API's names (a hash of the
+/// whole route identity), so clients cannot guess it and must use what they are given.
+fn conversation_name(request: &UpsertRequest) -> String {
     let mut hasher = DefaultHasher::new();
-    (namespace, external_id).hash(&mut hasher);
-    format!("conv-{:016x}", hasher.finish())
+    (
+        &request.namespace,
+        &request.instance_id,
+        &request.identity,
+        &request.external_conversation_id,
+    )
+        .hash(&mut hasher);
+    format!("{}-channel-{:016x}", request.instance_id, hasher.finish())
 }
 
 fn session_id(conversation_name: &str, generation: u32) -> String {
-    let suffix = conversation_name.trim_start_matches("conv-");
+    let suffix = conversation_name
+        .rsplit_once("-channel-")
+        .map_or(conversation_name, |(_, hash)| hash);
     format!("sess-{suffix}-{generation}")
 }

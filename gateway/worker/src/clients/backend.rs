@@ -12,6 +12,11 @@ use super::http::{describe, is_transient_status, join};
 const PROVIDER: &str = "slack";
 const SCOPE_TYPE: &str = "workspace";
 
+/// How long a session whose `expiresAt` is missing or unreadable is used: the session
+/// itself is good (the original gateway ignores the field), but without a known
+/// expiry it is exchanged again soon rather than trusted indefinitely.
+pub const UNKNOWN_EXPIRY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Calls the backend with the internal token. Cheap to clone (the HTTP pool is shared).
 ///
 /// Timeouts come from the `reqwest::Client` it is built with
@@ -242,7 +247,8 @@ struct ExchangeBody {
 #[serde(rename_all = "camelCase")]
 struct SessionBody {
     access_token: String,
-    expires_at: DateTime<Utc>,
+    #[serde(default, deserialize_with = "lenient_instant")]
+    expires_at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "null_as_empty")]
     owner_auth_id: String,
     namespace: String,
@@ -255,7 +261,9 @@ impl From<SessionBody> for ChannelSession {
     fn from(body: SessionBody) -> Self {
         ChannelSession {
             access_token: SecretString::from(body.access_token),
-            expires_at: body.expires_at,
+            expires_at: body.expires_at.unwrap_or_else(|| {
+                Utc::now() + chrono::Duration::from_std(UNKNOWN_EXPIRY_LIFETIME).unwrap_or_default()
+            }),
             owner_auth_id: body.owner_auth_id,
             namespace: body.namespace,
             instance_id: body.instance_id,
@@ -299,6 +307,17 @@ impl From<ProviderAuthBody> for ProviderAuth {
             bot_access_token: present(body.bot_access_token).map(SecretString::from),
         }
     }
+}
+
+/// An RFC 3339 instant; anything else (absent, null, another shape) reads as unknown.
+fn lenient_instant<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(value
+        .as_str()
+        .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
+        .map(|instant| instant.with_timezone(&Utc)))
 }
 
 fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -347,6 +366,33 @@ mod tests {
             SecretString::from(TOKEN),
             "principal-1".to_owned(),
         )
+    }
+
+    #[test]
+    fn a_resolved_session_without_a_readable_expiry_is_used_for_a_short_while() {
+        for expires_at in [json!("next tuesday"), json!(null), json!(1_700_000_000)] {
+            let body = json!({"status": "resolved", "session": {
+                "accessToken": "tok", "expiresAt": expires_at, "ownerAuthId": "owner",
+                "namespace": "ns", "instanceId": "inst", "providerAuth": {"teamId": "T1"}}});
+            let before = Utc::now();
+            let answer = interpret_exchange(
+                reqwest::StatusCode::OK,
+                &serde_json::to_vec(&body).expect("json"),
+            )
+            .expect("a session, not a transient error");
+            let Exchange::Resolved(session) = answer else {
+                panic!("expected a resolved session for expiresAt {expires_at}");
+            };
+            let lifetime = (session.expires_at - before)
+                .to_std()
+                .expect("in the future");
+            assert!(
+                lifetime <= UNKNOWN_EXPIRY_LIFETIME + Duration::from_secs(1)
+                    && lifetime > UNKNOWN_EXPIRY_LIFETIME / 2,
+                "{lifetime:?}"
+            );
+            assert_eq!(session.instance_id, "inst");
+        }
     }
 
     #[tokio::test]

@@ -250,7 +250,7 @@ mod tests {
     use std::time::Duration;
 
     use chrono::Utc;
-    use spritz_sandbox::spritz_api::FakeSpritz;
+    use spritz_sandbox::spritz_api::{FakeSpritz, SpritzCall};
 
     use super::*;
     use crate::clients::backend::ProviderAuth;
@@ -335,11 +335,22 @@ mod tests {
             .await
             .expect("upsert");
 
+        spritz.fail_next(SpritzCall::Bootstrap, 1, 404);
         let error = client
-            .bootstrap("no-such-conversation", "team-a")
+            .bootstrap(&conversation.id, "team-a")
             .await
             .expect_err("404");
-        assert!(matches!(error, SpritzError::Rejected { status: 404 }));
+        assert!(
+            matches!(error, SpritzError::Rejected { status: 404 }),
+            "a 404 without `spritz not found` is a plain rejection"
+        );
+        assert!(
+            matches!(
+                client.bootstrap("no-such-conversation", "team-a").await,
+                Err(SpritzError::RuntimeVanished)
+            ),
+            "the real API answers an unknown conversation `spritz not found`"
+        );
 
         spritz.vanish_instance("team-a", "concierge");
         assert!(matches!(

@@ -1,19 +1,19 @@
 //! A user message (SPEC §5.2–5.3): session, one prompt at a time per conversation,
 //! conversation upsert, bootstrap, and the ACP prompt, which is never sent twice.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use spritz_proto::{SlackEvent, UserMessage};
 use tokio::sync::oneshot;
 
-use super::{Held, Pipeline, Turn, retry};
+use super::{Held, Pipeline, Turn};
 use crate::clients::acp::AcpError;
 use crate::clients::backend::{ChannelSession, Exchange};
 use crate::clients::spritz::{ConversationUpsert, SpritzError};
 use crate::outcome::{DropReason, Outcome, RetryStage};
-use crate::prompt_text::{conversation_name, prompt_text};
+use crate::prompt_text::prompt_text;
 
 /// Resume stage names that say which message is still to be posted.
 pub(super) const STAGE_TERMINAL: &str = "terminal-failure";
@@ -32,6 +32,13 @@ pub(super) enum SessionStep {
     /// No runtime now: wait and try again.
     Recover,
     Done(Outcome),
+}
+
+/// Why one turn's calls stopped short of a reply.
+enum TurnFailed {
+    Spritz(&'static str, SpritzError),
+    Acp(AcpError),
+    TimedOut,
 }
 
 /// Where the prompt ended.
@@ -61,6 +68,7 @@ impl Pipeline {
             threshold: received_at + chrono_duration(self.timing.status_message_delay),
             deadline: received_at + chrono_duration(self.timing.processing_timeout),
             started: tokio::time::Instant::now(),
+            conversation: Mutex::new(event.resume.as_ref().and_then(|r| r.conversation.clone())),
         };
         match turn.resume.stage.as_str() {
             STAGE_TERMINAL => return self.fail_terminal(&turn, held).await,
@@ -71,11 +79,14 @@ impl Pipeline {
             return self.post_reply(&turn, held, None, &text).await;
         }
         match self.ledger.prompt_delivered(&turn.key).await {
-            Ok(false) => {}
-            Ok(true) => {
+            Ok(None) => {}
+            Ok(Some(delivered)) => {
                 tracing::warn!(
                     "prompt was delivered by an earlier attempt that did not finish; not sending it again"
                 );
+                if let Some(name) = delivered.conversation {
+                    turn.set_conversation(name);
+                }
                 return self.fail_internal(&turn, held).await;
             }
             Err(error) => return self.ledger_unavailable(event, &error),
@@ -99,7 +110,7 @@ impl Pipeline {
                 tracing::debug!("conversation busy; waiting");
                 // A prompt usually ends within seconds: look again soon.
                 let after = self.timing.session_retry_interval.min(BUSY_WAIT);
-                return retry(event, RetryStage::ConversationBusy, after, |_| {});
+                return turn.retry(RetryStage::ConversationBusy, after, |_| {});
             }
             Err(error) => return self.ledger_unavailable(event, &error),
         }
@@ -151,6 +162,16 @@ impl Pipeline {
                 }
                 SessionStep::Recover
             }
+            Ok(Exchange::NotInstalled { status }) if self.recovery_visible(turn) => {
+                // As the original: once a recovery is under way and the user may have
+                // been told to wait, a refusal ends at the deadline with the terminal
+                // failure reply, never in silence after "Still waking up".
+                tracing::warn!(
+                    status,
+                    "exchange refused during a recovery; waiting for the deadline"
+                );
+                SessionStep::Recover
+            }
             Ok(Exchange::NotInstalled { status }) => {
                 tracing::info!(status, "team not installed; dropping");
                 SessionStep::Done(Outcome::Dropped(DropReason::NotInstalled))
@@ -160,6 +181,14 @@ impl Pipeline {
                 SessionStep::Recover
             }
         }
+    }
+
+    /// A recovery is under way that the user was or can be told about: the delivery
+    /// waited for a runtime before and a status message is visible or a bot token is
+    /// known to post the outcome with.
+    fn recovery_visible(&self, turn: &Turn<'_>) -> bool {
+        turn.resume.recovering
+            && (turn.resume.status_posted || self.sessions.bot_token(&turn.event.team_id).is_some())
     }
 
     /// `Some(drop)` when the event came from another Slack app than the installation's.
@@ -176,10 +205,67 @@ impl Pipeline {
         Some(Outcome::Dropped(DropReason::AppMismatch))
     }
 
+    /// Upsert, bootstrap and prompt, with the one status message due at the threshold
+    /// covering all three, and the delivered prompt recorded the moment the agent
+    /// answers anything about it.
     async fn converse(&self, turn: &Turn<'_>, held: &Held, session: &ChannelSession) -> Converse {
-        let event = turn.event;
+        let (delivered_tx, delivered_rx) = oneshot::channel();
+        let work = self.prompt_conversation(turn, session, delivered_tx);
+        let record = async {
+            if delivered_rx.await.is_ok() {
+                let conversation = turn.conversation().unwrap_or_default();
+                if let Err(error) = self
+                    .ledger
+                    .record_prompt_delivered(&turn.key, &conversation)
+                    .await
+                {
+                    tracing::error!(error = %error, "could not record the delivered prompt");
+                }
+                return true;
+            }
+            false
+        };
+        let bot_token = session.provider_auth.bot_access_token.clone();
+        let status = async {
+            // Due at the threshold; a turn that starts after it (a backlog, a replay)
+            // first gets a short grace, so an instant reply is not preceded by "still
+            // waking up".
+            let grace = self.timing.status_message_delay.min(PROMPT_STATUS_GRACE);
+            let wait = super::until(Utc::now(), turn.threshold).max(grace);
+            tokio::time::sleep(wait).await;
+            if let Some(token) = &bot_token {
+                self.ensure_status(turn, held, token).await;
+            }
+        };
+        tokio::pin!(work, record, status);
+        let (mut recorded, mut status_done) = (false, turn.resume.status_posted);
+        let mut delivered = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                was = &mut record, if !recorded => { recorded = true; delivered |= was; }
+                () = &mut status, if !status_done => status_done = true,
+            }
+        };
+        if !recorded {
+            // The prompt ended before the delivered signal was polled: record it now.
+            delivered |= record.await;
+        }
+        self.converse_ended(&turn.event.team_id, result, delivered)
+    }
+
+    /// The three calls of one turn; the conversation's name goes on `turn` as soon as
+    /// the API gives it.
+    async fn prompt_conversation(
+        &self,
+        turn: &Turn<'_>,
+        session: &ChannelSession,
+        delivered: oneshot::Sender<()>,
+    ) -> Result<String, TurnFailed> {
         let message = turn.message;
-        let request = self.upsert_request(turn, session, message.external_conversation_id());
+        // The first upsert of a turn names no conversation: the API finds it by the
+        // external id (or an alias) or creates it, and its name is the server's.
+        let request = self.upsert_request(turn, session, "", message.external_conversation_id());
         let timer = self.metrics.stage("upsert");
         let upserted = self
             .clients
@@ -187,10 +273,8 @@ impl Pipeline {
             .upsert_conversation(session, &request)
             .await;
         timer.observe_duration();
-        let conversation = match upserted {
-            Ok(conversation) => conversation,
-            Err(error) => return self.spritz_failed("upsert", &event.team_id, &error),
-        };
+        let conversation = upserted.map_err(|error| TurnFailed::Spritz("upsert", error))?;
+        turn.set_conversation(conversation.id.clone());
         let timer = self.metrics.stage("bootstrap");
         let booted = self
             .clients
@@ -198,12 +282,9 @@ impl Pipeline {
             .bootstrap(&conversation.id, &session.namespace)
             .await;
         timer.observe_duration();
-        let bootstrap = match booted {
-            Ok(bootstrap) => bootstrap,
-            Err(error) => return self.spritz_failed("bootstrap", &event.team_id, &error),
-        };
-        let text = prompt_text(&event.team_id, message);
-        let (delivered_tx, delivered_rx) = oneshot::channel();
+        let bootstrap = booted.map_err(|error| TurnFailed::Spritz("bootstrap", error))?;
+        let installed_bot = Some(session.provider_auth.bot_user_id.as_str());
+        let text = prompt_text(&turn.event.team_id, message, installed_bot);
         let timer = self.metrics.stage("prompt");
         let prompt = tokio::time::timeout(
             self.timing.processing_timeout,
@@ -213,64 +294,44 @@ impl Pipeline {
                 &bootstrap.session_id,
                 &bootstrap.cwd,
                 &text,
-                delivered_tx,
+                delivered,
             ),
-        );
-        let mut delivered = false;
-        let record = async {
-            if delivered_rx.await.is_ok() {
-                if let Err(error) = self.ledger.record_prompt_delivered(&turn.key).await {
-                    tracing::error!(error = %error, "could not record the delivered prompt");
-                }
-                return true;
-            }
-            false
-        };
-        let bot_token = session.provider_auth.bot_access_token.clone();
-        let status = async {
-            // Due at the threshold; a prompt that starts after it (a backlog, a
-            // replay) first gets a short grace, so an instant reply is not preceded
-            // by "still waking up".
-            let grace = self.timing.status_message_delay.min(PROMPT_STATUS_GRACE);
-            let wait = super::until(Utc::now(), turn.threshold).max(grace);
-            tokio::time::sleep(wait).await;
-            if let Some(token) = &bot_token {
-                self.ensure_status(turn, held, token).await;
-            }
-        };
-        tokio::pin!(prompt, record, status);
-        let (mut recorded, mut status_done) = (false, turn.resume.status_posted);
-        let result = loop {
-            tokio::select! {
-                result = &mut prompt => break result,
-                was = &mut record, if !recorded => { recorded = true; delivered |= was; }
-                () = &mut status, if !status_done => status_done = true,
-            }
-        };
+        )
+        .await;
         timer.observe_duration();
-        if !recorded {
-            // The prompt ended before the delivered signal was polled: record it now.
-            delivered |= record.await;
+        match prompt {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(error)) => Err(TurnFailed::Acp(error)),
+            Err(_) => Err(TurnFailed::TimedOut),
         }
+    }
+
+    fn converse_ended(
+        &self,
+        team_id: &str,
+        result: Result<String, TurnFailed>,
+        delivered: bool,
+    ) -> Converse {
         match result {
-            Ok(Ok(reply)) => Converse::Reply(reply),
-            Ok(Err(AcpError::RuntimeVanished)) if !delivered => {
-                self.sessions.invalidate_team(&event.team_id);
+            Ok(reply) => Converse::Reply(reply),
+            Err(TurnFailed::Spritz(call, error)) => self.spritz_failed(call, team_id, &error),
+            Err(TurnFailed::Acp(AcpError::RuntimeVanished)) if !delivered => {
+                self.sessions.invalidate_team(team_id);
                 Converse::Vanished
             }
-            Ok(Err(error)) if error.delivered() || delivered => {
+            Err(TurnFailed::Acp(error)) if error.delivered() || delivered => {
                 tracing::warn!(error = %error, "delivered prompt failed");
                 Converse::DeliveredFailed
             }
-            Ok(Err(error)) => {
+            Err(TurnFailed::Acp(error)) => {
                 tracing::warn!(error = %error, "prompt not delivered");
                 Converse::NotDelivered
             }
-            Err(_) if delivered => {
+            Err(TurnFailed::TimedOut) if delivered => {
                 tracing::warn!("delivered prompt timed out");
                 Converse::DeliveredFailed
             }
-            Err(_) => {
+            Err(TurnFailed::TimedOut) => {
                 tracing::warn!("prompt timed out before delivery");
                 Converse::NotDelivered
             }
@@ -296,16 +357,19 @@ impl Pipeline {
         }
     }
 
+    /// The upsert body: `conversation_id` empty to find or create the conversation
+    /// by `external_id`, or the server's name to add `external_id` as an alias.
     pub(super) fn upsert_request(
         &self,
         turn: &Turn<'_>,
         session: &ChannelSession,
+        conversation_id: &str,
         external_id: &str,
     ) -> ConversationUpsert {
         let message = turn.message;
         ConversationUpsert {
             namespace: session.namespace.clone(),
-            conversation_id: conversation_name(&turn.event.team_id, message),
+            conversation_id: conversation_id.to_owned(),
             principal_id: self.principal_id.clone(),
             instance_id: session.instance_id.clone(),
             owner_id: session.owner_auth_id.clone(),

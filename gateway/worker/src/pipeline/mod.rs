@@ -78,6 +78,43 @@ struct Turn<'a> {
     threshold: DateTime<Utc>,
     deadline: DateTime<Utc>,
     started: tokio::time::Instant,
+    /// The Spritz conversation's name, once the API gave it (this attempt or an
+    /// earlier one); every retry copy carries it on.
+    conversation: Mutex<Option<String>>,
+}
+
+impl Turn<'_> {
+    /// A retry copy of the event that keeps the conversation name learnt so far.
+    fn retry(
+        &self,
+        stage: RetryStage,
+        after: Duration,
+        change: impl FnOnce(&mut Resume),
+    ) -> Outcome {
+        let conversation = self.conversation();
+        retry(self.event, stage, after, |resume| {
+            if conversation.is_some() {
+                resume.conversation = conversation;
+            }
+            change(resume);
+        })
+    }
+
+    /// The Spritz conversation's name, when known.
+    fn conversation(&self) -> Option<String> {
+        self.conversation_slot().clone()
+    }
+
+    /// Remembers the name the Spritz API gave the conversation.
+    fn set_conversation(&self, name: String) {
+        *self.conversation_slot() = Some(name);
+    }
+
+    fn conversation_slot(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.conversation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Pipeline {
@@ -148,7 +185,8 @@ impl Pipeline {
 
     async fn process_event(&self, event: &SlackEvent) -> Outcome {
         let attempt = event.resume.as_ref().map_or(0, |r| r.attempt);
-        if attempt >= self.timing.max_attempts {
+        let counted = event.resume.as_ref().map_or(0, Resume::attempts_counted);
+        if counted >= self.timing.max_attempts {
             tracing::warn!(attempt, "attempts exhausted");
             return Outcome::ParkingLot {
                 reason: "attempts_exhausted",
@@ -188,7 +226,10 @@ impl Pipeline {
     }
 
     /// Runs `work` while renewing the claim (and conversation lock) every third of the
-    /// lease, so a live worker keeps its claim and a dead one loses it.
+    /// lease, so a live worker keeps its claim and a dead one loses it. A renewal that
+    /// finds the claim gone (its lease ran out, another worker holds it now) stops the
+    /// work and hands the delivery back: working on without the claim could answer a
+    /// message twice. A renewal Redis did not answer is retried at the next tick.
     async fn with_lease(&self, held: &Held, work: impl Future<Output = Outcome>) -> Outcome {
         let lease = self.timing.claim_lease;
         let renew = async {
@@ -197,8 +238,14 @@ impl Pipeline {
             loop {
                 tick.tick().await;
                 let lock = held.lock_slot().clone();
-                if let Err(error) = self.ledger.renew(&held.claim, lock.as_ref(), lease).await {
-                    tracing::warn!(error = %error, "could not renew the claim");
+                match self.ledger.renew(&held.claim, lock.as_ref(), lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("the claim was lost; handing the delivery back");
+                        self.metrics.claims_lost.inc();
+                        return;
+                    }
+                    Err(error) => tracing::warn!(error = %error, "could not renew the claim"),
                 }
             }
         };
@@ -247,7 +294,8 @@ impl Pipeline {
         self.retry_ledger(event)
     }
 
-    /// A retry copy of `event` at the ledger stage, after the session retry interval.
+    /// A retry copy of `event` at the ledger stage, after the session retry interval
+    /// (before a claim: there is no turn yet whose state a copy would carry).
     fn retry_ledger(&self, event: &SlackEvent) -> Outcome {
         retry(
             event,

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use super::message::STAGE_TERMINAL;
 use super::reply::Posted;
-use super::{Held, Pipeline, Turn, retry, until};
+use super::{Held, Pipeline, Turn, until};
 use crate::ledger::StatusPurpose;
 use crate::outcome::{Outcome, RetryStage};
 
@@ -42,7 +42,7 @@ impl Pipeline {
             // A runtime became ready while this attempt ran: try again at once.
             after = Duration::ZERO;
         }
-        retry(turn.event, RetryStage::Session, after, |resume| {
+        turn.retry(RetryStage::Session, after, |resume| {
             resume.recovering = true;
             resume.status_posted = status_posted;
         })
@@ -65,7 +65,7 @@ impl Pipeline {
             )
             .await
         {
-            Posted::Now => {
+            Posted::Now(_) => {
                 let since = (Utc::now() - turn.event.received_at)
                     .to_std()
                     .unwrap_or_default();
@@ -110,13 +110,12 @@ impl Pipeline {
             )
             .await
         {
-            Posted::Now | Posted::Before => Outcome::FailedTerminal,
-            Posted::Failed(after) => retry(turn.event, RetryStage::Reply, after, |resume| {
+            Posted::Now(_) | Posted::Before => Outcome::FailedTerminal,
+            Posted::Failed(after) => turn.retry(RetryStage::Reply, after, |resume| {
                 resume.stage = STAGE_TERMINAL.to_owned();
                 resume.reply_attempts += 1;
             }),
-            Posted::LedgerDown => retry(
-                turn.event,
+            Posted::LedgerDown => turn.retry(
                 RetryStage::Ledger,
                 self.timing.session_retry_interval,
                 |resume| {

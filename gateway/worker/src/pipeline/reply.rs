@@ -9,7 +9,7 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use super::message::STAGE_INTERNAL;
-use super::{Held, Pipeline, Turn, retry};
+use super::{Held, Pipeline, Turn};
 use crate::clients::backend::ChannelSession;
 use crate::clients::slack::SlackError;
 use crate::ledger::StatusPurpose;
@@ -23,8 +23,8 @@ const MAX_REPLY_ATTEMPTS: u32 = 10;
 
 /// What [`Pipeline::post_once`] did.
 pub(super) enum Posted {
-    /// Posted by this call.
-    Now,
+    /// Posted by this call, as the message with this `ts`.
+    Now(String),
     /// Posted (or being posted) by an earlier attempt.
     Before,
     /// The post failed; try again after this long.
@@ -54,12 +54,7 @@ impl Pipeline {
         };
         let Some(token) = token else {
             tracing::warn!("no bot token to post the reply with; retrying later");
-            return retry(
-                turn.event,
-                RetryStage::Reply,
-                self.timing.session_retry_interval,
-                carry,
-            );
+            return turn.retry(RetryStage::Reply, self.timing.session_retry_interval, carry);
         };
         let timer = self.metrics.stage("reply");
         let posted = self
@@ -88,13 +83,15 @@ impl Pipeline {
                     };
                 }
                 tracing::warn!(error = %error, attempts, "reply post failed; retrying with the reply text");
-                retry(turn.event, RetryStage::Reply, after, carry)
+                turn.retry(RetryStage::Reply, after, carry)
             }
         }
     }
 
     /// For a top-level channel message, tells Spritz that the reply's `ts` names the
-    /// same conversation (a thread under the reply continues it). Failure is logged.
+    /// same conversation (a thread under the reply continues it): an upsert naming
+    /// the conversation by the server's name with the reply's `ts` as external id.
+    /// Failure is logged, not retried.
     async fn upsert_alias(
         &self,
         turn: &Turn<'_>,
@@ -121,7 +118,11 @@ impl Pipeline {
                 }
             },
         };
-        let request = self.upsert_request(turn, session, reply_ts);
+        let Some(conversation) = turn.conversation() else {
+            tracing::info!("conversation name unknown; reply alias skipped");
+            return;
+        };
+        let request = self.upsert_request(turn, session, &conversation, reply_ts);
         let timer = self.metrics.stage("upsert");
         let result = self
             .clients
@@ -139,8 +140,7 @@ impl Pipeline {
     pub(super) async fn fail_internal(&self, turn: &Turn<'_>, held: &Held) -> Outcome {
         let Some(token) = self.bot_token(turn).await else {
             if Utc::now() < turn.deadline {
-                return retry(
-                    turn.event,
+                return turn.retry(
                     RetryStage::Reply,
                     self.timing.session_retry_interval,
                     |resume| {
@@ -163,7 +163,13 @@ impl Pipeline {
             )
             .await
         {
-            Posted::Now | Posted::Before => Outcome::FailedTerminal,
+            Posted::Now(ts) => {
+                // The fallback stands where the reply would have: a thread under it
+                // continues the same conversation, as under a reply.
+                self.upsert_alias(turn, None, &ts).await;
+                Outcome::FailedTerminal
+            }
+            Posted::Before => Outcome::FailedTerminal,
             Posted::Failed(after) => {
                 let attempts = turn.resume.reply_attempts + 1;
                 if attempts >= MAX_REPLY_ATTEMPTS {
@@ -171,13 +177,12 @@ impl Pipeline {
                         reason: "reply_exhausted",
                     };
                 }
-                retry(turn.event, RetryStage::Reply, after, |resume| {
+                turn.retry(RetryStage::Reply, after, |resume| {
                     resume.stage = STAGE_INTERNAL.to_owned();
                     resume.reply_attempts = attempts;
                 })
             }
-            Posted::LedgerDown => retry(
-                turn.event,
+            Posted::LedgerDown => turn.retry(
                 RetryStage::Ledger,
                 self.timing.session_retry_interval,
                 |resume| {
@@ -227,7 +232,7 @@ impl Pipeline {
                     tracing::warn!(error = %error, "could not record the posted status message");
                 }
                 tracing::info!(purpose = purpose.as_str(), "status message posted");
-                Posted::Now
+                Posted::Now(ts)
             }
             Err(error) => {
                 tracing::warn!(error = %error, purpose = purpose.as_str(), "status message post failed");

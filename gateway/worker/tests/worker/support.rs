@@ -203,6 +203,7 @@ impl World {
         let ts = self.ts();
         let mut m = message("D1", Some("im"), &ts, None, text);
         m.event_type = UserMessageKind::Message;
+        m.text = text.into();
         self.event(m)
     }
 
@@ -430,6 +431,11 @@ fn timing_tiers() -> Vec<Duration> {
         .to_vec()
 }
 
+/// The bot user of team `T1` (the fake backend's installation).
+pub const BOT: &str = "U0T1BOT";
+
+/// A mention as the gateway publishes it: the text as written, the bot's mention in
+/// front (the worker removes it).
 fn message(
     channel: &str,
     channel_type: Option<&str>,
@@ -444,8 +450,8 @@ fn message(
         channel_type: channel_type.map(Into::into),
         ts: ts.into(),
         thread_ts: thread_ts.map(Into::into),
-        text: text.into(),
-        bot_user_id: Some("U0T1BOT".into()),
+        text: format!("<@{BOT}> {text}"),
+        bot_user_id: Some(BOT.into()),
     }
 }
 

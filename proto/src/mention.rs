@@ -1,9 +1,12 @@
 //! Removing the bot mention from a user's text, so the agent sees what the user wrote
-//! to it rather than Slack's `<@U…>` markup.
+//! to it rather than Slack's `<@U…>` markup. The gateway uses it to drop a mention with
+//! nothing else in it; the worker to build the prompt, when it may know the bot from
+//! the installation where the event did not say.
 
 /// Removes every mention of `bot_user_id` (`<@UBOT>` or `<@UBOT|name>`), or, when the
-/// bot is unknown, every user mention; then trims. An empty result means the user sent
-/// nothing but the mention.
+/// bot is unknown, every user mention, leaving a space where each was (`a<@UBOT>b`
+/// reads `a b`, as the original gateway's token replacement does); then trims. An
+/// empty result means the user sent nothing but the mention.
 pub fn remove_bot_mention(text: &str, bot_user_id: Option<&str>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -15,18 +18,15 @@ pub fn remove_bot_mention(text: &str, bot_user_id: Option<&str>) -> String {
         let mentioned = token.split('|').next().unwrap_or_default();
         out.push_str(&rest[..start]);
         let is_bot = bot_user_id.is_none_or(|bot| bot == mentioned);
-        if !is_bot {
+        if is_bot {
+            out.push(' ');
+        } else {
             out.push_str(&rest[start..=start + len]);
         }
         rest = &rest[start + len + 1..];
     }
     out.push_str(rest);
-    let trimmed = out.trim();
-    if trimmed.len() == out.len() {
-        out
-    } else {
-        trimmed.to_owned()
-    }
+    out.trim().to_owned()
 }
 
 #[cfg(test)]
@@ -41,12 +41,18 @@ mod tests {
         );
         assert_eq!(
             remove_bot_mention("hi <@UBOT|spritz>, how?", Some("UBOT")),
-            "hi , how?"
+            "hi  , how?"
         );
         assert_eq!(
             remove_bot_mention("<@UBOT> a <@UBOT> b", Some("UBOT")),
-            "a  b"
+            "a   b"
         );
+    }
+
+    #[test]
+    fn a_removed_mention_leaves_a_space() {
+        assert_eq!(remove_bot_mention("a<@U1>b", Some("U1")), "a b");
+        assert_eq!(remove_bot_mention("a<@U1>b", None), "a b");
     }
 
     #[test]
@@ -66,7 +72,7 @@ mod tests {
         assert_eq!(remove_bot_mention(" plain ", None), "plain");
         assert_eq!(
             remove_bot_mention("déjà <@UBOT> vu", Some("UBOT")),
-            "déjà  vu"
+            "déjà   vu"
         );
     }
 }
