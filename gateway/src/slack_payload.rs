@@ -403,6 +403,16 @@ mod tests {
     }
 
     #[test]
+    fn a_direct_message_keeps_a_mention_as_written() {
+        let dm = json!({"type": "message", "user": "U1", "channel": "D1", "channel_type": "im",
+                        "ts": "1.1", "text": "<@UBOT> hi"});
+        let event = published(classify_json(&callback(dm)));
+        let message = event.user_message().expect("message");
+        assert_eq!(message.text, "<@UBOT> hi");
+        assert_eq!(message.prompt_text(Some("UBOT")), "<@UBOT> hi");
+    }
+
+    #[test]
     fn a_direct_message_is_published_and_its_app_mention_twin_ignored() {
         let dm = json!({"type": "message", "user": "U1", "channel": "D1", "channel_type": "im",
                         "ts": "1.1", "text": "hi"});

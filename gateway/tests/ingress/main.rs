@@ -5,6 +5,7 @@
 mod binary;
 mod broker_outage;
 mod broker_stop;
+mod dlq_cli;
 mod events;
 mod helpers;
 mod oauth;

@@ -153,6 +153,14 @@ impl FakeSpritz {
         });
     }
 
+    /// From now on calls of this kind take `delay` before they answer (a slow API
+    /// server), for status-message timing tests. `Duration::ZERO` undoes it.
+    pub fn delay(&self, call: SpritzCall, delay: Duration) {
+        self.state.send_modify(|s| {
+            s.delays.insert(call, delay);
+        });
+    }
+
     /// Every prompt received, in arrival order.
     pub fn prompts(&self) -> Vec<PromptRecord> {
         self.state.borrow().prompts.clone()

@@ -63,6 +63,7 @@ async fn upsert(
         },
         external_conversation_id: text("externalConversationId"),
     };
+    slow_down(&state, SpritzCall::Upsert).await;
     let missing = missing_field(&request);
     let mut outcome = Err(Unusable::NotFound);
     state.send_modify(|s| {
@@ -131,6 +132,7 @@ async fn bootstrap(
     if !has_service_token(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
+    slow_down(&state, SpritzCall::Bootstrap).await;
     let namespace = query.get("namespace").cloned().unwrap_or_default();
     let mut outcome = Err(Unusable::NotFound);
     state.send_modify(|s| {
@@ -175,6 +177,14 @@ async fn connect(
         Err(reason) => return unusable(reason),
     };
     upgrade.on_upgrade(move |socket| acp::serve(socket, state, conversation))
+}
+
+/// Waits as long as a test asked calls of this kind to take.
+async fn slow_down(state: &Shared, call: SpritzCall) {
+    let delay = state.borrow().delays.get(&call).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
 }
 
 fn has_service_token(state: &Shared, headers: &HeaderMap) -> bool {

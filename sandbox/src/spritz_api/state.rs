@@ -91,6 +91,8 @@ pub(crate) struct SpritzState {
     pub bootstraps: Vec<(String, String)>,
     pub permission_answers: Vec<Value>,
     pub faults: HashMap<SpritzCall, VecDeque<u16>>,
+    /// How long calls of a kind take before they answer.
+    pub delays: HashMap<SpritzCall, std::time::Duration>,
     pub in_progress: HashMap<String, usize>,
     pub max_in_progress: HashMap<String, usize>,
     /// Bumped by `restore`, so recreated runtimes hand out fresh session ids.
@@ -112,6 +114,7 @@ impl SpritzState {
             bootstraps: Vec::new(),
             permission_answers: Vec::new(),
             faults: HashMap::new(),
+            delays: HashMap::new(),
             in_progress: HashMap::new(),
             max_in_progress: HashMap::new(),
             generations: HashMap::new(),

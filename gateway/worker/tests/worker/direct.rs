@@ -7,7 +7,7 @@ use spritz_proto::traceparent::TraceParent;
 use spritz_sandbox::isolation;
 use spritz_worker::{Application, Incoming, Outcome, RetryStage};
 
-use crate::support::{WAIT, World};
+use crate::support::{STATUS, WAIT, World};
 
 fn incoming(message_id: &str, body: Vec<u8>) -> Incoming {
     let properties =
@@ -92,5 +92,66 @@ async fn process_parks_garbage_and_asks_for_a_retry_while_the_runtime_is_away() 
     assert_eq!(resume.attempt, 1);
     assert!(resume.recovering);
     assert!(world.slack.posts().is_empty());
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_delivery_whose_claim_is_lost_mid_prompt_is_handed_back() {
+    let mut world = World::new().await;
+    let app = Application::build(world.config()).await.expect("app");
+    let pipeline = app.pipeline();
+    isolation::eventually(WAIT, || async {
+        pipeline.ledger().is_connected().then_some(())
+    })
+    .await
+    .expect("redis");
+    world.spritz.hold_prompts();
+    let event = world.direct_message("slow one");
+    let delivery = incoming(&event.event_id, serde_json::to_vec(&event).expect("json"));
+    let working = tokio::spawn({
+        let pipeline = pipeline.clone();
+        async move { pipeline.process(&delivery).await }
+    });
+    world
+        .spritz
+        .wait_for_prompts(1, WAIT)
+        .await
+        .expect("prompt started");
+
+    // The lease ran out and another worker claimed the message meanwhile.
+    let key = format!("{}claim:event:{}", world.redis_prefix, event.event_id);
+    let client = redis::Client::open(isolation::redis_url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("another-worker")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+
+    let outcome = tokio::time::timeout(WAIT, working)
+        .await
+        .expect("the work stops")
+        .expect("join");
+    assert!(matches!(outcome, Outcome::HandBack), "{outcome:?}");
+    assert!(
+        world.slack.posts().iter().all(|p| p.text == STATUS),
+        "no reply or failure message without the claim (the status message may show)"
+    );
+    let held_by: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("get");
+    assert_eq!(
+        held_by, "another-worker",
+        "the other worker's claim is untouched"
+    );
+    world.spritz.release_prompts();
     world.finish().await;
 }

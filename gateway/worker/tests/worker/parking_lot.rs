@@ -7,7 +7,7 @@ use spritz_proto::topology;
 use spritz_proto::traceparent::TraceParent;
 use spritz_worker::dlq::{self, Selection};
 
-use crate::support::World;
+use crate::support::{World, timing};
 
 async fn parked(world: &World, n: u32) {
     world
@@ -117,5 +117,34 @@ async fn dlq_replay_brings_a_parked_message_back_to_the_worker() {
         left[0].message_id, kept.event_id,
         "the other one stays parked"
     );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_replayed_attempts_exhausted_message_is_answered_not_parked_again() {
+    let mut world = World::new().await;
+    world.spawn_worker().await;
+    let mut event = world.channel_message("one more time");
+    event.resume = Some(spritz_proto::Resume {
+        attempt: timing().max_attempts,
+        stage: "session".into(),
+        recovering: true,
+        ..Default::default()
+    });
+    event.received_at = chrono::Utc::now();
+    let body = serde_json::to_vec(&event).expect("json");
+    world.publish_raw(&event.event_id, &body).await;
+    parked(&world, 1).await;
+    let listed = dlq::list(&world.publisher).await.expect("list");
+    assert_eq!(listed[0].reason, "attempts_exhausted");
+
+    let report = dlq::replay(&world.publisher, &Selection::All)
+        .await
+        .expect("replay");
+    assert_eq!(report.replayed, vec![event.event_id.clone()]);
+    let posts = world.posts(1).await;
+    assert_eq!(posts[0].text, "echo: one more time");
+    world.settled().await;
+    assert!(dlq::list(&world.publisher).await.expect("list").is_empty());
     world.finish().await;
 }

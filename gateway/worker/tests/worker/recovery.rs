@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use spritz_sandbox::backend::ExchangeMode;
-use spritz_sandbox::spritz_api::AgentBehaviour;
+use spritz_sandbox::spritz_api::{AgentBehaviour, SpritzCall};
 
 use crate::support::{STATUS, TEAM, TERMINAL, WAIT, World, with_text};
 
@@ -252,5 +252,67 @@ async fn an_event_from_another_slack_app_is_dropped_and_counted() {
         .await;
     assert!(world.slack.posts().is_empty());
     assert!(world.spritz.prompts().is_empty());
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_refusal_during_a_visible_recovery_ends_with_the_terminal_reply_at_the_deadline() {
+    let mut world = World::new().await;
+    world
+        .backend
+        .set_exchange_mode(TEAM, ExchangeMode::Unavailable);
+    world.spawn_worker().await;
+    let event = world.channel_message("are you there?");
+    world.publish(&event).await;
+    let posts = world.posts(1).await;
+    assert_eq!(posts[0].text, STATUS);
+
+    world
+        .backend
+        .set_exchange_mode(TEAM, ExchangeMode::NotInstalled);
+    let posts = world.posts(2).await;
+    assert_eq!(
+        posts[1].text, TERMINAL,
+        "never silence after \"still waking up\""
+    );
+    world.settled().await;
+    assert_eq!(world.slack.posts().len(), 2);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_slow_conversation_upsert_gets_the_status_message_before_the_reply() {
+    let mut world = World::new().await;
+    world
+        .spritz
+        .delay(SpritzCall::Upsert, Duration::from_millis(900));
+    world.spawn_worker().await;
+    let event = world.channel_message("take your time");
+    world.publish(&event).await;
+
+    let posts = world.posts(2).await;
+    assert_eq!(
+        posts[0].text, STATUS,
+        "the threshold passed during the upsert"
+    );
+    assert_eq!(posts[1].text, "echo: take your time");
+    world.settled().await;
+    assert_eq!(with_text(&world.slack.posts(), STATUS).len(), 1);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_slow_bootstrap_gets_the_status_message_before_the_reply() {
+    let mut world = World::new().await;
+    world
+        .spritz
+        .delay(SpritzCall::Bootstrap, Duration::from_millis(900));
+    world.spawn_worker().await;
+    let event = world.direct_message("slow start");
+    world.publish(&event).await;
+
+    let posts = world.posts(2).await;
+    assert_eq!(posts[0].text, STATUS);
+    assert_eq!(posts[1].text, "echo: slow start");
     world.finish().await;
 }
