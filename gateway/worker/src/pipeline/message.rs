@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::{Held, Pipeline, Turn};
 use crate::clients::acp::AcpError;
-use crate::clients::backend::{ChannelSession, Exchange};
+use crate::clients::backend::{BackendError, ChannelSession, Exchange, ProviderAuth};
 use crate::clients::spritz::{ConversationUpsert, SpritzError};
 use crate::outcome::{DropReason, Outcome, RetryStage};
 use crate::prompt_text::prompt_text;
@@ -32,6 +32,13 @@ pub(super) enum SessionStep {
     /// No runtime now: wait and try again.
     Recover,
     Done(Outcome),
+}
+
+/// Why an exchange gave no session (shared by the deliveries that waited for it).
+enum NoSession {
+    Unavailable(Option<ProviderAuth>),
+    NotInstalled(u16),
+    Failed(BackendError),
 }
 
 /// Why one turn's calls stopped short of a reply.
@@ -125,7 +132,7 @@ impl Pipeline {
             Converse::Reply(text) => self.post_reply(&turn, held, Some(&session), &text).await,
             Converse::Vanished => {
                 tracing::info!("runtime vanished before the prompt was delivered; recovering");
-                self.sessions.invalidate_team(&event.team_id);
+                self.sessions.invalidate_team(&event.team_id).await;
                 self.recover(&turn, held).await
             }
             Converse::NotDelivered => self.recover(&turn, held).await,
@@ -133,36 +140,45 @@ impl Pipeline {
         }
     }
 
-    /// The team's session from the cache, else from the backend.
+    /// The team's session from the cache, else from one backend exchange shared by
+    /// every delivery of the team that misses at the same time.
     pub(super) async fn session(&self, turn: &Turn<'_>) -> SessionStep {
         let team_id = &turn.event.team_id;
-        if let Some(session) = self.sessions.get(team_id) {
-            return self
-                .check_app(turn, &session.provider_auth.api_app_id)
-                .map_or(SessionStep::Ready(session), SessionStep::Done);
-        }
-        let timer = self.metrics.stage("exchange");
-        let answer = self.clients.backend.exchange(team_id).await;
-        timer.observe_duration();
-        match answer {
-            Ok(Exchange::Resolved(session)) => {
-                let session = self.sessions.insert(team_id, session);
-                self.check_app(turn, &session.provider_auth.api_app_id)
-                    .map_or(SessionStep::Ready(session), SessionStep::Done)
+        let exchange = async {
+            let timer = self.metrics.stage("exchange");
+            let answer = self.clients.backend.exchange(team_id).await;
+            timer.observe_duration();
+            match answer {
+                Ok(Exchange::Resolved(session)) => Ok(session),
+                Ok(Exchange::Unavailable { provider_auth }) => {
+                    Err(NoSession::Unavailable(provider_auth))
+                }
+                Ok(Exchange::NotInstalled { status }) => Err(NoSession::NotInstalled(status)),
+                Err(error) => Err(NoSession::Failed(error)),
             }
-            Ok(Exchange::Unavailable { provider_auth }) => {
+        };
+        let missed = match self.sessions.get_or_exchange(team_id, exchange).await {
+            Ok(session) => {
+                return self
+                    .check_app(turn, &session.provider_auth.api_app_id)
+                    .map_or(SessionStep::Ready(session), SessionStep::Done);
+            }
+            Err(missed) => missed,
+        };
+        match &*missed {
+            NoSession::Unavailable(provider_auth) => {
                 tracing::info!("runtime unavailable; recovering");
                 if let Some(auth) = provider_auth {
                     if let Some(outcome) = self.check_app(turn, &auth.api_app_id) {
                         return SessionStep::Done(outcome);
                     }
-                    if let Some(token) = auth.bot_access_token {
-                        self.sessions.remember_bot_token(team_id, token);
+                    if let Some(token) = &auth.bot_access_token {
+                        self.sessions.remember_bot_token(team_id, token.clone());
                     }
                 }
                 SessionStep::Recover
             }
-            Ok(Exchange::NotInstalled { status }) if self.recovery_visible(turn) => {
+            NoSession::NotInstalled(status) if self.recovery_visible(turn) => {
                 // As the original: once a recovery is under way and the user may have
                 // been told to wait, a refusal ends at the deadline with the terminal
                 // failure reply, never in silence after "Still waking up".
@@ -172,11 +188,11 @@ impl Pipeline {
                 );
                 SessionStep::Recover
             }
-            Ok(Exchange::NotInstalled { status }) => {
+            NoSession::NotInstalled(status) => {
                 tracing::info!(status, "team not installed; dropping");
                 SessionStep::Done(Outcome::Dropped(DropReason::NotInstalled))
             }
-            Err(error) => {
+            NoSession::Failed(error) => {
                 tracing::warn!(error = %error, "session exchange failed; recovering");
                 SessionStep::Recover
             }
@@ -252,6 +268,7 @@ impl Pipeline {
             delivered |= record.await;
         }
         self.converse_ended(&turn.event.team_id, result, delivered)
+            .await
     }
 
     /// The three calls of one turn; the conversation's name goes on `turn` as soon as
@@ -306,7 +323,7 @@ impl Pipeline {
         }
     }
 
-    fn converse_ended(
+    async fn converse_ended(
         &self,
         team_id: &str,
         result: Result<String, TurnFailed>,
@@ -314,9 +331,9 @@ impl Pipeline {
     ) -> Converse {
         match result {
             Ok(reply) => Converse::Reply(reply),
-            Err(TurnFailed::Spritz(call, error)) => self.spritz_failed(call, team_id, &error),
+            Err(TurnFailed::Spritz(call, error)) => self.spritz_failed(call, team_id, &error).await,
             Err(TurnFailed::Acp(AcpError::RuntimeVanished)) if !delivered => {
-                self.sessions.invalidate_team(team_id);
+                self.sessions.invalidate_team(team_id).await;
                 Converse::Vanished
             }
             Err(TurnFailed::Acp(error)) if error.delivered() || delivered => {
@@ -338,16 +355,21 @@ impl Pipeline {
         }
     }
 
-    fn spritz_failed(&self, call: &'static str, team_id: &str, error: &SpritzError) -> Converse {
+    async fn spritz_failed(
+        &self,
+        call: &'static str,
+        team_id: &str,
+        error: &SpritzError,
+    ) -> Converse {
         match error {
             SpritzError::RuntimeVanished => {
-                self.sessions.invalidate_team(team_id);
+                self.sessions.invalidate_team(team_id).await;
                 Converse::Vanished
             }
             SpritzError::Rejected { status } => {
                 // A refused session token: exchange a fresh one next time.
                 tracing::warn!(call, status, "spritz API refused the call");
-                self.sessions.invalidate_team(team_id);
+                self.sessions.invalidate_team(team_id).await;
                 Converse::NotDelivered
             }
             SpritzError::Transient(_) => {
@@ -390,6 +412,7 @@ impl Pipeline {
         if let Some(token) = self
             .sessions
             .get(team_id)
+            .await
             .and_then(|s| s.provider_auth.bot_access_token.clone())
         {
             return Some(token);

@@ -107,7 +107,7 @@ impl Pipeline {
         let cached;
         let session = match session {
             Some(session) => session,
-            None => match self.sessions.get(&turn.event.team_id) {
+            None => match self.sessions.get(&turn.event.team_id).await {
                 Some(found) => {
                     cached = found;
                     &cached

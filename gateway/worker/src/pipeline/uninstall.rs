@@ -11,7 +11,7 @@ impl Pipeline {
     pub(super) async fn uninstall(&self, event: &SlackEvent) -> Outcome {
         let team_id = &event.team_id;
         // Whatever the backend says, this team's session must not be used again.
-        self.sessions.forget_team(team_id);
+        self.sessions.forget_team(team_id).await;
         let result = self
             .clients
             .backend

@@ -3,7 +3,7 @@
 
 use spritz_sandbox::isolation;
 
-use crate::support::{INTERNAL, WAIT, World};
+use crate::support::{INTERNAL, TEAM, WAIT, World};
 
 #[tokio::test]
 async fn two_workers_and_a_duplicated_message_give_one_reply() {
@@ -121,5 +121,37 @@ async fn a_worker_killed_mid_delivery_never_causes_a_second_prompt() {
         "the prompt was never sent again"
     );
     assert_eq!(world.slack.posts().len(), 1);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_messages_for_a_cold_team_make_one_exchange() {
+    let mut world = World::new().await;
+    let mut config = world.config();
+    config.prefetch = 64;
+    // Queued before the worker starts, so it takes all fifty at once.
+    let events: Vec<_> = (0..50)
+        .map(|i| world.channel_message(&format!("burst {i}")))
+        .collect();
+    for event in &events {
+        world.publish(event).await;
+    }
+    world.spawn_worker_with(config).await;
+    isolation::eventually(WAIT, || async {
+        let replies = world
+            .slack
+            .posts()
+            .iter()
+            .filter(|p| p.text.starts_with("echo: burst"))
+            .count();
+        (replies == 50).then_some(())
+    })
+    .await
+    .expect("fifty replies");
+    assert_eq!(
+        world.backend.exchange_calls(TEAM),
+        1,
+        "concurrent misses for one team share one exchange"
+    );
     world.finish().await;
 }
