@@ -4,7 +4,8 @@
 
 Asserts what an operator relies on and a schema cannot see: secrets only by
 reference, hardened pods, probes on the ops listener, one PDB per Deployment, the
-notifier's RBAC and leader-election env, and HPA-vs-KEDA exclusivity. Needs PyYAML.
+notifier's RBAC and leader-election env, HPA-vs-KEDA exclusivity, and alert rules and
+scrape jobs that stay apart when several releases share one Prometheus. Needs PyYAML.
 """
 
 import re
@@ -13,6 +14,34 @@ import sys
 import yaml
 
 SECRET_ENV = re.compile(r"(TOKEN|SECRET|CLIENT_ID|AMQP_URL|REDIS_URL)")
+AGGREGATION = re.compile(r"\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)\b\s*(by|without)?\s*\(([^()]*)\)?")
+
+
+def rule_problems(rule: dict) -> list[str]:
+    """An alert rule must name one release: every aggregation keeps `namespace` and
+    `job`, no join ignores them (`on()`), and it links its runbook section."""
+    name, expr = rule.get("alert") or rule.get("record"), rule["expr"]
+    problems = []
+    for m in AGGREGATION.finditer(expr):
+        op, mod, labels = m.groups()
+        if mod is None:
+            # `sum(x)` or `sum (x)`: aggregates over everything, across releases.
+            problems.append(f"{name}: `{op}(…)` aggregates across releases; use `{op} by (namespace, job, …)`")
+        elif mod == "without" or not {"namespace", "job"} <= {l.strip() for l in labels.split(",")}:
+            problems.append(f"{name}: `{m.group(0)}` drops namespace or job")
+    if re.search(r"\bon\s*\(\s*\)", expr):
+        problems.append(f"{name}: `on()` joins across releases")
+    if rule.get("alert"):
+        annotations = rule.get("annotations") or {}
+        url = annotations.get("runbook_url", "")
+        if not url.endswith("#" + rule["alert"].lower()):
+            problems.append(f"{name}: runbook_url must end in #{rule['alert'].lower()} (docs/runbook.md), got {url!r}")
+        for key in ("summary", "description"):
+            if not annotations.get(key):
+                problems.append(f"{name}: no {key} annotation")
+        if (rule.get("labels") or {}).get("severity") not in ("warning", "critical"):
+            problems.append(f"{name}: severity must be warning or critical")
+    return problems
 
 
 def seconds(duration: str) -> float:
@@ -110,6 +139,32 @@ def main() -> int:
         for kind in ("Ingress", "ServiceMonitor", "PrometheusRule"):
             if kind not in by_kind:
                 err(f"all-features: {kind} not rendered")
+
+    for pr in by_kind.get("PrometheusRule", []):
+        alerts = [r for g in pr["spec"]["groups"] for r in g["rules"]]
+        if not alerts:
+            err("PrometheusRule has no rules")
+        for rule in alerts:
+            for problem in rule_problems(rule):
+                err(f"PrometheusRule: {problem}")
+        if variant == "all-features":
+            # ci/all-features-values.yaml moves the runbook links.
+            for rule in alerts:
+                url = (rule.get("annotations") or {}).get("runbook_url", "")
+                if rule.get("alert") and not url.startswith("https://git.example.com/"):
+                    err(f"PrometheusRule: {rule['alert']}: runbook_url not moved by metrics.prometheusRule.runbookUrl")
+
+    # Scrape jobs unique per release: job = <release>-spritz-<component>, never a bare
+    # component name another chart could produce.
+    for sm in by_kind.get("ServiceMonitor", []):
+        release = sm["metadata"]["labels"]["app.kubernetes.io/instance"]
+        if "jobLabel" in sm["spec"]:
+            err("ServiceMonitor: jobLabel would name jobs after a bare label value; relabel job instead")
+        for ep in sm["spec"]["endpoints"]:
+            jobs = [r for r in ep.get("relabelings", []) if r.get("targetLabel") == "job"]
+            if len(jobs) != 1 or jobs[0].get("replacement") != f"{release}-spritz-$1" \
+                    or jobs[0].get("sourceLabels") != ["__meta_kubernetes_service_label_app_kubernetes_io_component"]:
+                err(f"ServiceMonitor endpoint {ep.get('port')}: job must be relabelled to {release}-spritz-<component>")
 
     dashboards = [c for c in by_kind.get("ConfigMap", []) if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
     if len(dashboards) != 1 or not any(k.endswith(".json") for k in dashboards[0].get("data", {})):
