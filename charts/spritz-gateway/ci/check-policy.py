@@ -131,11 +131,28 @@ def main() -> int:
         err("both an HPA and a KEDA ScaledObject scale the workers")
     if variant == "default" and (len(hpas) != 1 or scaled):
         err("default values: one worker HPA and no ScaledObject expected")
+    # Scale on the work in hand, not on CPU: workers wait on the agent.
+    for hpa in hpas:
+        metrics = hpa["spec"].get("metrics", [])
+        pods = [m for m in metrics if m["type"] == "Pods"]
+        if variant == "default" and (len(pods) != 1 or pods[0]["pods"]["metric"]["name"] != "spritz_worker_in_flight"):
+            err("default worker HPA: the Pods metric spritz_worker_in_flight must be its primary signal")
+        if metrics and all(m["type"] == "Resource" for m in metrics):
+            err("worker HPA scales on CPU/memory only")
+    for so in scaled:
+        for trig in so["spec"]["triggers"]:
+            md = trig["metadata"]
+            if trig["type"] != "rabbitmq" or md.get("protocol") != "http" or md.get("mode") != "QueueLength":
+                err("KEDA trigger must be rabbitmq, protocol http, mode QueueLength (ready + unacked)")
+            if str(md.get("excludeUnacknowledged", "false")).lower() == "true":
+                err("KEDA trigger excludes unacked messages: busy workers become invisible")
+            if md.get("queueName") != "spritz.slack.events":
+                err("KEDA ScaledObject does not watch spritz.slack.events")
     if variant == "all-features":
         if len(scaled) != 1:
             err("all-features: one KEDA ScaledObject expected")
-        elif scaled[0]["spec"]["triggers"][0]["metadata"].get("queueName") != "spritz.slack.events":
-            err("KEDA ScaledObject does not watch spritz.slack.events")
+        elif scaled[0]["spec"]["triggers"][0]["metadata"].get("value") != "16":
+            err("all-features: KEDA value must be prefetch 32 x 50 % = 16")
         for kind in ("Ingress", "ServiceMonitor", "PrometheusRule"):
             if kind not in by_kind:
                 err(f"all-features: {kind} not rendered")

@@ -159,3 +159,14 @@ volumes:
     emptyDir:
       sizeLimit: 64Mi
 {{- end }}
+
+{{/* Deliveries in flight (KEDA: messages ready + unacked) one worker replica should
+     carry: worker.targetInFlightPercent of worker.prefetch, at least 1; a non-zero
+     worker.keda.queueLength overrides it for KEDA. */}}
+{{- define "spritz.worker.targetInFlight" -}}
+{{- if and .Values.worker.keda.enabled .Values.worker.keda.queueLength -}}
+{{- .Values.worker.keda.queueLength -}}
+{{- else -}}
+{{- max 1 (div (mul (int .Values.worker.prefetch) (int .Values.worker.targetInFlightPercent)) 100) -}}
+{{- end -}}
+{{- end }}
