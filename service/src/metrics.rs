@@ -1,6 +1,7 @@
-//! Metrics every process exports (docs/metrics.md, "Every process"): build info, broker
-//! connection state and confirmed publishes. Role-specific metrics live in each role's
-//! own `metrics` module and register into the same [`prometheus::Registry`].
+//! Metrics every process exports (docs/metrics.md, "Every process"): build info, the
+//! standard `process_*` metrics, broker connection state and confirmed publishes.
+//! Role-specific metrics live in each role's own `metrics` module and register into the
+//! same [`prometheus::Registry`].
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -109,7 +110,9 @@ impl BrokerMetrics {
     }
 }
 
-/// `spritz_build_info{process, version} 1`.
+/// `spritz_build_info{process, version} 1`, and the `process_*` metrics
+/// ([`register_process_metrics`]): every role registers its identity here, so this is
+/// where every process gets both.
 ///
 /// # Errors
 /// Already registered.
@@ -120,7 +123,27 @@ pub fn register_build_info(registry: &Registry, process: &str) -> prometheus::Re
     )?;
     info.with_label_values(&[process, env!("CARGO_PKG_VERSION")])
         .set(1);
-    registry.register(Box::new(info))
+    registry.register(Box::new(info))?;
+    register_process_metrics(registry)
+}
+
+/// The standard process metrics of this process, read from `/proc/self` at every
+/// scrape: `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
+/// `process_threads`, `process_start_time_seconds`. CPU and memory per pod without
+/// cAdvisor, and file-descriptor headroom (every broker channel and HTTP connection
+/// holds one). Linux only; elsewhere nothing is registered.
+///
+/// # Errors
+/// Already registered.
+pub fn register_process_metrics(registry: &Registry) -> prometheus::Result<()> {
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+    Ok(())
 }
 
 /// A histogram with [`LATENCY_BUCKETS`].
@@ -135,6 +158,29 @@ pub fn latency_histogram(name: &str, help: &str) -> prometheus::Result<Histogram
 mod tests {
     use super::*;
     use prometheus::Encoder;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn build_info_comes_with_the_process_metrics() {
+        let registry = Registry::new();
+        register_build_info(&registry, "worker").expect("register");
+        let names: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect();
+        for name in [
+            "spritz_build_info",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+            "process_threads",
+        ] {
+            assert!(names.iter().any(|n| n == name), "missing {name} in {names:?}");
+        }
+    }
 
     #[test]
     fn every_publish_series_is_exported_at_zero_before_the_first_publish() {
