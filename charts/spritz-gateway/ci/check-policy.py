@@ -119,10 +119,20 @@ def main() -> int:
     rules = [r for kind in ("Role", "ClusterRole") for role in by_kind.get(kind, []) for r in role.get("rules", [])]
     spritz = [r for r in rules if "spritzes" in r["resources"]]
     leases = [r for r in rules if "leases" in r["resources"]]
-    if not spritz or any(sorted(r["verbs"]) != ["get", "list", "patch", "watch"] or r["apiGroups"] != ["spritz.sh"] for r in spritz):
-        err("notifier RBAC: spritzes.spritz.sh needs exactly get/list/watch/patch")
-    if len(leases) != 1 or sorted(leases[0]["verbs"]) != ["create", "get", "patch", "update"]:
-        err("notifier RBAC: one Lease rule with get/create/update/patch expected")
+    # Exactly the calls of notifier/src: watcher list+watch and an annotation patch on
+    # spritzes; get/update of its own Lease by name, and create (which resourceNames
+    # cannot restrict) on its own.
+    if not spritz or any(sorted(r["verbs"]) != ["list", "patch", "watch"] or r["apiGroups"] != ["spritz.sh"] for r in spritz):
+        err("notifier RBAC: spritzes.spritz.sh needs exactly list/watch/patch")
+    lease_name = next((e.get("value") for d in deployments.values() if d is deployments.get("notifier")
+                       for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])
+                       if e["name"] == "SPRITZ_NOTIFIER_LEASE_NAME"), None)
+    named = [r for r in leases if r.get("resourceNames")]
+    creating = [r for r in leases if not r.get("resourceNames")]
+    if len(named) != 1 or sorted(named[0]["verbs"]) != ["get", "update"] or named[0]["resourceNames"] != [lease_name]:
+        err(f"notifier RBAC: one Lease rule with get/update on resourceNames [{lease_name}] expected")
+    if len(creating) != 1 or creating[0]["verbs"] != ["create"]:
+        err("notifier RBAC: the only Lease rule without resourceNames must be create (which resourceNames cannot restrict)")
     if any(r not in spritz and r not in leases for r in rules):
         err("notifier RBAC grants more than Spritz objects and Leases")
 
