@@ -79,6 +79,15 @@ def main() -> int:
             err(f"{component}: pod securityContext.runAsNonRoot is not true")
         if not any(all(labels.get(k) == v for k, v in sel.items()) for sel in pdb_selectors):
             err(f"{component}: no PodDisruptionBudget selects its pods")
+        anti = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
+        terms = [t.get("podAffinityTerm", {}) for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])]
+        terms += anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+        if not any(t.get("topologyKey") == "kubernetes.io/hostname"
+                   and (t.get("labelSelector") or {}).get("matchLabels", {}).get("app.kubernetes.io/component") == component
+                   for t in terms):
+            err(f"{component}: no pod anti-affinity spreading its replicas over nodes")
+        if variant == "default" and not anti.get("preferredDuringSchedulingIgnoredDuringExecution"):
+            err(f"{component}: default anti-affinity must be soft (preferredDuringScheduling)")
         if component != "notifier" and pod.get("automountServiceAccountToken") is not False:
             err(f"{component}: mounts a service account token it does not need")
         for c in pod["containers"]:

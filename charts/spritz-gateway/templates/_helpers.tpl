@@ -129,7 +129,8 @@ volumeMounts:
     mountPath: /tmp
 {{- end }}
 
-{{/* Pod-spec fields shared by the Deployments; call with (dict "root" $ "values" .Values.worker). */}}
+{{/* Pod-spec fields shared by the Deployments; call with
+     (dict "root" $ "component" "worker" "values" .Values.worker). */}}
 {{- define "spritz.podCommon" -}}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
@@ -146,9 +147,24 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .values.affinity }}
+{{- if .values.affinity }}
 affinity:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml .values.affinity | nindent 2 }}
+{{- else if ne .values.podAntiAffinity "none" }}
+{{- /* Replicas of one component on different nodes: soft (preferred) by default, so
+       a small cluster still schedules them all; hard (required) on request. */}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "spritz.componentSelectorLabels" . | fromYaml)) }}
+affinity:
+  podAntiAffinity:
+    {{- if eq .values.podAntiAffinity "hard" }}
+    requiredDuringSchedulingIgnoredDuringExecution:
+      {{- toYaml (list $term) | nindent 6 }}
+    {{- else }}
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          {{- toYaml $term | nindent 10 }}
+    {{- end }}
 {{- end }}
 {{- with .values.topologySpreadConstraints }}
 topologySpreadConstraints:
