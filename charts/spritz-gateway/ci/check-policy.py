@@ -145,6 +145,28 @@ def main() -> int:
     if any(r not in spritz and r not in leases for r in rules):
         err("notifier RBAC grants more than Spritz objects and Leases")
 
+    policies = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in by_kind.get("NetworkPolicy", [])}
+    if variant == "default" and policies:
+        err("default values: NetworkPolicies are opt-in")
+    if variant == "all-features" and sorted(policies) != ["gateway", "notifier", "worker"]:
+        err(f"all-features: one NetworkPolicy per component expected, got {sorted(policies)}")
+    for component, np in policies.items():
+        spec = np["spec"]
+        if sorted(spec.get("policyTypes", [])) != ["Egress", "Ingress"]:
+            err(f"NetworkPolicy {component}: must restrict both Ingress and Egress")
+        ports = {p.get("port") for r in spec.get("ingress", []) for p in r.get("ports") or [{}]}
+        allowed = {"metrics", "http"} if component == "gateway" else {"metrics"}
+        if not ports <= allowed or "metrics" not in ports:
+            err(f"NetworkPolicy {component}: ingress must be only on ports {sorted(allowed)}, got {sorted(map(str, ports))}")
+        if not any(p.get("port") == 53 for r in spec.get("egress", []) for p in r.get("ports", [])):
+            err(f"NetworkPolicy {component}: no DNS egress")
+        if any(not r.get("ports") for r in spec.get("egress", [])):
+            err(f"NetworkPolicy {component}: an egress rule without ports allows everything")
+        if variant == "all-features":
+            for r in spec.get("ingress", []):
+                if not r.get("from"):
+                    err(f"NetworkPolicy {component}: all-features ingress rules name their peers")
+
     hpas, scaled = by_kind.get("HorizontalPodAutoscaler", []), by_kind.get("ScaledObject", [])
     if hpas and scaled:
         err("both an HPA and a KEDA ScaledObject scale the workers")
