@@ -178,7 +178,10 @@ mod tests {
             "process_start_time_seconds",
             "process_threads",
         ] {
-            assert!(names.iter().any(|n| n == name), "missing {name} in {names:?}");
+            assert!(
+                names.iter().any(|n| n == name),
+                "missing {name} in {names:?}"
+            );
         }
     }
 
