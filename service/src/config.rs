@@ -240,17 +240,159 @@ impl Env {
     }
 }
 
-/// A duration in Go's spelling (`500ms`, `3s`, `10m`, `1h30m`); zero is refused.
+/// A positive duration in Go's `time.ParseDuration` syntax (`300ms`, `1.5s`, `1h30m`,
+/// `2us`/`2µs`): the spelling the original service and its deployments use. Zero and
+/// negative durations parse in Go but are refused here: every duration setting is a
+/// timeout, interval or lifetime that must be positive.
 ///
 /// # Errors
 /// A message saying what was expected.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let parsed = humantime::parse_duration(raw)
-        .map_err(|_| format!("expected a duration such as 500ms, 3s or 10m, got {raw:?}"))?;
-    if parsed.is_zero() {
-        return Err(format!("expected a positive duration, got {raw:?}"));
+    match go_duration::parse(raw) {
+        Ok(nanos) if nanos > 0 => Ok(Duration::from_nanos(nanos.unsigned_abs())),
+        Ok(_) => Err(format!("expected a positive duration, got {raw:?}")),
+        Err(problem) => Err(format!(
+            "expected a duration such as 500ms, 1.5s or 1h30m, got {raw:?} ({problem})"
+        )),
     }
-    Ok(parsed)
+}
+
+/// Go's `time.ParseDuration`, ported to the nanosecond (fractions go through `f64` as
+/// in Go, so `1.1s` and friends round the same way). Written here rather than taken
+/// from a crate: see docs/design-notes.md, "Configuration".
+mod go_duration {
+    /// 2^63: the magnitude bound of Go's `int64` nanoseconds.
+    const LIMIT: u64 = 1 << 63;
+
+    /// Each unit Go knows, in nanoseconds (`µs` is U+00B5, `μs` U+03BC; Go takes both).
+    const UNITS: [(&str, u64); 8] = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("\u{b5}s", 1_000),
+        ("\u{3bc}s", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+
+    /// Why a value is not a Go duration.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+    pub(super) enum Invalid {
+        #[error("not a duration")]
+        Syntax,
+        #[error("a number needs a unit: ns, us, ms, s, m or h")]
+        MissingUnit,
+        #[error("the units are ns, us (\u{b5}s), ms, s, m and h")]
+        UnknownUnit,
+        #[error("out of range")]
+        Overflow,
+    }
+
+    /// `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+`, or a bare `0`: signed nanoseconds.
+    pub(super) fn parse(raw: &str) -> Result<i64, Invalid> {
+        let bytes = raw.as_bytes();
+        let (negative, mut rest) = match bytes.first() {
+            Some(b'-') => (true, &bytes[1..]),
+            Some(b'+') => (false, &bytes[1..]),
+            _ => (false, bytes),
+        };
+        if rest == b"0" {
+            return Ok(0);
+        }
+        if rest.is_empty() {
+            return Err(Invalid::Syntax);
+        }
+        let mut total: u64 = 0;
+        while !rest.is_empty() {
+            if !(rest[0] == b'.' || rest[0].is_ascii_digit()) {
+                return Err(Invalid::Syntax);
+            }
+            let (whole, after_whole) = leading_int(rest)?;
+            let has_whole = after_whole.len() != rest.len();
+            rest = after_whole;
+            let (mut fraction, mut scale, mut has_fraction) = (0, 1.0, false);
+            if let Some(after_dot) = rest.strip_prefix(b".") {
+                let after_fraction;
+                (fraction, scale, after_fraction) = leading_fraction(after_dot);
+                has_fraction = after_fraction.len() != after_dot.len();
+                rest = after_fraction;
+            }
+            if !has_whole && !has_fraction {
+                return Err(Invalid::Syntax);
+            }
+            let unit_len = rest
+                .iter()
+                .position(|&c| c == b'.' || c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if unit_len == 0 {
+                return Err(Invalid::MissingUnit);
+            }
+            let (unit, after_unit) = rest.split_at(unit_len);
+            rest = after_unit;
+            let nanos = UNITS
+                .iter()
+                .find(|(name, _)| name.as_bytes() == unit)
+                .map(|&(_, nanos)| nanos)
+                .ok_or(Invalid::UnknownUnit)?;
+            if whole > LIMIT / nanos {
+                return Err(Invalid::Overflow);
+            }
+            let mut value = whole * nanos;
+            if fraction > 0 {
+                // As in Go: f64 keeps fractions of an hour nanosecond-accurate, and the
+                // conversion truncates toward zero.
+                value += (fraction as f64 * (nanos as f64 / scale)) as u64;
+                if value > LIMIT {
+                    return Err(Invalid::Overflow);
+                }
+            }
+            total = total
+                .checked_add(value)
+                .filter(|&sum| sum <= LIMIT)
+                .ok_or(Invalid::Overflow)?;
+        }
+        if negative {
+            // total <= 2^63, so the negation fits (2^63 itself is i64::MIN).
+            return Ok(0_i64.wrapping_sub_unsigned(total));
+        }
+        i64::try_from(total).map_err(|_| Invalid::Overflow)
+    }
+
+    /// The leading `[0-9]*`; more than 2^63 is an overflow.
+    fn leading_int(s: &[u8]) -> Result<(u64, &[u8]), Invalid> {
+        let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut value: u64 = 0;
+        for &c in &s[..digits] {
+            if value > LIMIT / 10 {
+                return Err(Invalid::Overflow);
+            }
+            value = value * 10 + u64::from(c - b'0');
+            if value > LIMIT {
+                return Err(Invalid::Overflow);
+            }
+        }
+        Ok((value, &s[digits..]))
+    }
+
+    /// The leading `[0-9]*` after a dot, as `value / scale`; digits beyond what fits
+    /// are dropped (precision stops, as in Go), never an error.
+    fn leading_fraction(s: &[u8]) -> (u64, f64, &[u8]) {
+        let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+        let (mut value, mut scale) = (0_u64, 1.0_f64);
+        for &c in &s[..digits] {
+            if value > (LIMIT - 1) / 10 {
+                break;
+            }
+            let next = value * 10 + u64::from(c - b'0');
+            if next > LIMIT {
+                break;
+            }
+            value = next;
+            scale *= 10.0;
+        }
+        (value, scale, &s[digits..])
+    }
 }
 
 fn parse_http_url(raw: &str) -> Result<url::Url, String> {
@@ -324,14 +466,109 @@ pub fn describe(variables: &[Variable]) -> String {
 mod tests {
     use super::*;
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
     #[test]
-    fn go_style_durations_and_addresses_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("soon").is_err());
+    fn durations_in_gos_spelling_are_accepted() {
+        for (raw, expected) in [
+            ("1.5s", ms(1_500)),
+            ("1h30m", Duration::from_secs(5_400)),
+            ("300ms", ms(300)),
+            ("2us", Duration::from_micros(2)),
+            ("2\u{b5}s", Duration::from_micros(2)),
+            ("2\u{3bc}s", Duration::from_micros(2)),
+            ("1m0.5s", ms(60_500)),
+            ("500ms", ms(500)),
+            ("3s", Duration::from_secs(3)),
+            ("10m", Duration::from_secs(600)),
+            ("+5s", Duration::from_secs(5)),
+            (".5s", ms(500)),
+            ("1.s", Duration::from_secs(1)),
+            ("1.000000001s", Duration::new(1, 1)),
+            ("1h1m1s1ms1us1ns", Duration::new(3_661, 1_001_001)),
+        ] {
+            assert_eq!(parse_duration(raw), Ok(expected), "{raw}");
+        }
+    }
+
+    #[test]
+    fn zero_and_negative_durations_parse_in_go_but_are_refused_as_not_positive() {
+        for raw in ["0", "0s", "-0", "+0", "0.0h", "-1s", "-1.5h"] {
+            let problem = parse_duration(raw).expect_err(raw);
+            assert!(problem.contains("positive"), "{raw}: {problem}");
+        }
+    }
+
+    #[test]
+    fn durations_go_would_not_parse_are_refused_with_the_reason() {
+        for (raw, reason) in [
+            ("3 seconds", "units are"),
+            ("3", "needs a unit"),
+            ("1d", "units are"),
+            ("", "not a duration"),
+            ("soon", "not a duration"),
+            ("1.5", "needs a unit"),
+            ("1S", "units are"),
+            ("-", "not a duration"),
+            (".s", "not a duration"),
+            ("1s 2m", "units are"),
+            ("9223372036854775808ns", "out of range"),
+        ] {
+            let problem = parse_duration(raw).expect_err(raw);
+            assert!(problem.contains(reason), "{raw}: {problem}");
+            assert!(problem.contains(&format!("{raw:?}")), "{raw}: {problem}");
+        }
+    }
+
+    /// Go's own `time.ParseDuration` table (the edges: range, precision, signs).
+    #[test]
+    fn the_go_port_matches_gos_answers_at_the_edges() {
+        const MAX: i64 = i64::MAX;
+        for (raw, nanos) in [
+            ("52763797000ns", 52_763_797_000),
+            ("0.3333333333333333333h", 20 * 60 * 1_000_000_000),
+            ("9007199254740993ns", (1 << 53) + 1),
+            ("9223372036854775807ns", MAX),
+            ("9223372036854775.807us", MAX),
+            ("9223372036s854ms775us807ns", MAX),
+            ("-9223372036854775808ns", i64::MIN),
+            ("-9223372036854775.808us", i64::MIN),
+            ("-9223372036s854ms775us808ns", i64::MIN),
+            ("0.100000000000000000000h", 6 * 60 * 1_000_000_000),
+            (
+                "0.830103483285477580700h",
+                (49 * 60 + 48) * 1_000_000_000 + 372_539_827,
+            ),
+            ("-.5m", -30_000_000_000),
+            ("1.004s", 1_004_000_000),
+        ] {
+            assert_eq!(go_duration::parse(raw), Ok(nanos), "{raw}");
+        }
+        for raw in [
+            "",
+            "3",
+            "-",
+            "s",
+            ".",
+            "-.",
+            ".s",
+            "+.s",
+            "1d",
+            "\u{ff}ff",
+            "hello \u{ff}ff world",
+            "9223372036854775808ns",
+            "9223372036854775.808us",
+            "9223372036854ms775us808ns",
+            "-9223372036854775809ns",
+        ] {
+            assert!(go_duration::parse(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_take_gos_port_only_form() {
         assert_eq!(":8080".parse::<ListenAddr>().map(|a| a.0.port()), Ok(8080));
         assert_eq!(
             "127.0.0.1:9".parse::<ListenAddr>().map(|a| a.0.to_string()),
