@@ -262,7 +262,11 @@ mod tests {
     fn malformed_values_are_refused_not_defaulted() {
         for (name, value) in [
             (HTTP_TIMEOUT, "soon"),
+            (HTTP_TIMEOUT, "3"),
+            (HTTP_TIMEOUT, "0"),
+            (HTTP_TIMEOUT, "-1s"),
             (GATEWAY_ADDR, "8080"),
+            (GATEWAY_ADDR, "nosuch.invalid:8080"),
             (AMQP_URL, "http://rabbit"),
             (BOT_SCOPES, " , "),
             (API_BASE_URL, "slack.com/api"),
@@ -272,6 +276,19 @@ mod tests {
             let error = ServeConfig::from_env(&Env::from_map(vars)).expect_err(name);
             assert_eq!(error.variable, name);
         }
+    }
+
+    #[test]
+    fn go_durations_and_hostname_addresses_are_taken() {
+        let mut vars = complete();
+        vars.push((HTTP_TIMEOUT, "1m0.5s"));
+        vars.push((GATEWAY_ADDR, "localhost:8081"));
+        vars.push((METRICS_ADDR, "[::1]:9465"));
+        let config = ServeConfig::from_env(&Env::from_map(vars)).expect("config");
+        assert_eq!(config.http_timeout, Duration::from_millis(60_500));
+        assert!(config.listen_addr.0.ip().is_loopback());
+        assert_eq!(config.listen_addr.0.port(), 8081);
+        assert_eq!(config.metrics_addr.0.to_string(), "[::1]:9465");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! replaced by a default: a default applies only when the variable is unset.
 
 use std::collections::HashMap;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -151,10 +151,11 @@ impl Env {
         }
     }
 
-    /// A listen address: `:8080`, `0.0.0.0:8080` or `[::1]:8080`.
+    /// A listen address: `:8080`, `0.0.0.0:8080`, `[::1]:8080` or `localhost:8080`,
+    /// resolved now ([`ListenAddr::resolve`]).
     ///
     /// # Errors
-    /// Unset without a default, or not an address.
+    /// Unset without a default, not an address, or a hostname that does not resolve.
     pub fn listen_addr(
         &self,
         name: &'static str,
@@ -165,8 +166,7 @@ impl Env {
             (None, Some(default)) => default.to_owned(),
             (None, None) => return Err(ConfigError::new(name, "is required but not set")),
         };
-        raw.parse()
-            .map_err(|problem: String| ConfigError::new(name, problem))
+        ListenAddr::resolve(&raw).map_err(|problem| ConfigError::new(name, problem))
     }
 
     /// An absolute http(s) URL, without a trailing slash in its path.
@@ -406,23 +406,47 @@ fn parse_http_url(raw: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
-/// A socket address to listen on. Go's `:8080` means every interface.
+/// A socket address to listen on, resolved once at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenAddr(pub SocketAddr);
 
-impl FromStr for ListenAddr {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        if let Some(port) = raw.strip_prefix(':') {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("expected :PORT or HOST:PORT, got {raw:?}"))?;
+impl ListenAddr {
+    /// Go's listen-address spelling: `:8080` (every interface), `127.0.0.1:8080`,
+    /// `[::1]:8080` or `localhost:8080`. A hostname is resolved now (a blocking lookup,
+    /// done once at start) and, as Go's `net.Listen` does, the first IPv4 address it
+    /// has is taken, else its first address.
+    ///
+    /// # Errors
+    /// A message saying what was expected: no port, a port that is not a number up to
+    /// 65535, an empty or malformed host, or a hostname that does not resolve.
+    pub fn resolve(raw: &str) -> Result<Self, String> {
+        let expected = || format!("expected :PORT or HOST:PORT, got {raw:?}");
+        if let Ok(addr) = raw.parse::<SocketAddr>() {
+            return Ok(ListenAddr(addr));
+        }
+        let (host, port) = raw.rsplit_once(':').ok_or_else(expected)?;
+        if port.is_empty() || !port.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(expected());
+        }
+        let port: u16 = port.parse().map_err(|_| expected())?;
+        if host.is_empty() {
             return Ok(ListenAddr(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))));
         }
-        raw.parse()
+        // Anything with brackets or colons left is an IP literal that did not parse.
+        if host.contains([':', '[', ']']) || host.contains(char::is_whitespace) {
+            return Err(expected());
+        }
+        let resolved: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|_| format!("cannot resolve the host of {raw:?}"))?
+            .collect();
+        resolved
+            .iter()
+            .find(|addr| addr.is_ipv4())
+            .or_else(|| resolved.first())
+            .copied()
             .map(ListenAddr)
-            .map_err(|_| format!("expected :PORT or HOST:PORT, got {raw:?}"))
+            .ok_or_else(|| format!("cannot resolve the host of {raw:?}"))
     }
 }
 
@@ -568,13 +592,53 @@ mod tests {
     }
 
     #[test]
-    fn listen_addresses_take_gos_port_only_form() {
-        assert_eq!(":8080".parse::<ListenAddr>().map(|a| a.0.port()), Ok(8080));
+    fn listen_addresses_take_gos_forms_and_resolve_hostnames() {
+        let resolve = |raw: &str| ListenAddr::resolve(raw).map(|a| a.0);
         assert_eq!(
-            "127.0.0.1:9".parse::<ListenAddr>().map(|a| a.0.to_string()),
-            Ok("127.0.0.1:9".into())
+            resolve(":8080"),
+            Ok(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080)))
         );
-        assert!("8080".parse::<ListenAddr>().is_err());
+        assert_eq!(
+            resolve("127.0.0.1:9"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9)))
+        );
+        assert_eq!(
+            resolve("0.0.0.0:80"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 80)))
+        );
+        assert_eq!(
+            resolve("[::1]:8080"),
+            Ok(SocketAddr::from((Ipv6Addr::LOCALHOST, 8080)))
+        );
+        let localhost = resolve("localhost:8080").expect("localhost resolves");
+        assert!(localhost.ip().is_loopback(), "{localhost}");
+        assert_eq!(localhost.port(), 8080);
+        assert_eq!(resolve("localhost:0").map(|a| a.port()), Ok(0));
+    }
+
+    #[test]
+    fn malformed_or_unresolvable_listen_addresses_are_refused() {
+        for raw in [
+            "8080",
+            "localhost",
+            "localhost:",
+            ":",
+            ":99999",
+            ":http",
+            ":-1",
+            "[::1]",
+            "::1:8080",
+            "[::1:8080",
+            "local host:80",
+            "nosuch.invalid:8080",
+        ] {
+            let problem = ListenAddr::resolve(raw).expect_err(raw);
+            assert!(problem.contains(&format!("{raw:?}")), "{raw}: {problem}");
+        }
+        let env = Env::from_map([(METRICS_ADDR, "nosuch.invalid:9464")]);
+        let error = env.metrics_addr().expect_err("unresolvable");
+        assert_eq!(error.variable, METRICS_ADDR);
+        assert!(error.problem.contains("resolve"), "{error}");
     }
 
     #[test]
