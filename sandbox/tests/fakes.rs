@@ -770,22 +770,27 @@ async fn a_hanging_exchange_outlasts_the_client_timeout() {
     assert_eq!(backend.exchange_calls("T1"), 1);
 }
 
+async fn upsert_installation(backend: &FakeBackend, team_id: &str) -> Value {
+    internal(backend, "channel-installations/upsert", INTERNAL_TOKEN)
+        .json(&json!({
+            "principalId": "p", "provider": "slack", "externalScopeType": "workspace",
+            "externalTenantId": team_id, "presetId": "zeno",
+            "ownerRef": {"type": "external", "provider": "slack", "subject": "U1", "tenant": team_id},
+            "providerAuth": {"providerInstallRef": format!("slack-install:{team_id}"), "apiAppId": "A2",
+                             "teamId": team_id, "botUserId": "U2BOT", "botAccessToken": "xoxb-2",
+                             "scopeSet": ["chat:write"]},
+        }))
+        .answer()
+        .await
+}
+
 #[tokio::test]
 async fn installs_and_disconnects_are_recorded_and_change_what_the_exchange_answers() {
     let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
-    let upsert: Value = internal(&backend, "channel-installations/upsert", INTERNAL_TOKEN)
-        .json(&json!({
-            "principalId": "p", "provider": "slack", "externalScopeType": "workspace",
-            "externalTenantId": "T2", "presetId": "zeno",
-            "ownerRef": {"type": "external", "provider": "slack", "subject": "U1", "tenant": "T2"},
-            "providerAuth": {"providerInstallRef": "slack-install:T2", "apiAppId": "A2", "teamId": "T2",
-                             "botUserId": "U2BOT", "botAccessToken": "xoxb-2", "scopeSet": ["chat:write"]},
-        }))
-        .answer()
-        .await;
+    let upsert = upsert_installation(&backend, "T2").await;
     assert_eq!(
         upsert,
-        json!({"status": "resolved", "installation": {"providerInstallRef": "slack-install:T2"}})
+        json!({"status": "resolved", "installation": {"providerInstallRef": "sandbox-install-1"}})
     );
     assert_eq!(backend.installations().len(), 1);
     assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T2").await.status(), 200);
@@ -807,6 +812,40 @@ async fn installs_and_disconnects_are_recorded_and_change_what_the_exchange_answ
         .expect("disconnect recorded");
     assert_eq!(disconnects[0]["externalTenantId"], "T2");
     assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T2").await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_backend_names_each_installation_itself_and_keeps_the_name_across_reinstalls() {
+    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
+    let ref_of = |answer: Value| answer["installation"]["providerInstallRef"].clone();
+
+    assert_eq!(
+        ref_of(upsert_installation(&backend, "T2").await),
+        "sandbox-install-1"
+    );
+    assert_eq!(
+        ref_of(upsert_installation(&backend, "T3").await),
+        "sandbox-install-2"
+    );
+    assert_eq!(
+        ref_of(upsert_installation(&backend, "T2").await),
+        "sandbox-install-1"
+    );
+
+    assert_eq!(
+        backend.install_ref("T2").as_deref(),
+        Some("sandbox-install-1")
+    );
+    assert_eq!(backend.install_ref("T4"), None);
+    let session: Value = exchange(&backend, INTERNAL_TOKEN, "T3")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        session["session"]["providerAuth"]["providerInstallRef"],
+        "sandbox-install-2"
+    );
 }
 
 #[tokio::test]

@@ -144,6 +144,16 @@ impl FakeBackend {
             .and_then(|t| t.install.clone())
     }
 
+    /// The ref the backend gave the team's installation in its upsert answer (`None`
+    /// before the first upsert).
+    pub fn install_ref(&self, team_id: &str) -> Option<String> {
+        self.state
+            .borrow()
+            .teams
+            .get(team_id)
+            .and_then(|t| t.install_ref.clone())
+    }
+
     /// Sets the steady answer for the team's exchange (after any scripted answers).
     pub fn set_exchange_mode(&self, team_id: &str, mode: ExchangeMode) {
         self.state.send_modify(|s| s.team_mut(team_id).mode = mode);

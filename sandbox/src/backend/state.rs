@@ -24,6 +24,9 @@ pub(crate) struct TeamState {
     pub mode: ExchangeMode,
     pub script: VecDeque<ExchangeMode>,
     pub exchange_calls: usize,
+    /// The backend's own name of the installation, assigned by the first upsert and
+    /// kept by later ones (the backend names installations, not the gateway).
+    pub install_ref: Option<String>,
 }
 
 impl TeamState {
@@ -33,6 +36,7 @@ impl TeamState {
             mode: ExchangeMode::NotInstalled,
             script: VecDeque::new(),
             exchange_calls: 0,
+            install_ref: None,
         }
     }
 }
@@ -67,6 +71,8 @@ pub(crate) struct BackendState {
     pub lifecycle_faults: VecDeque<u16>,
     pub lifecycle_webhooks: Vec<Value>,
     pub lifecycle_attempts: usize,
+    /// Installation refs handed out so far (they are numbered).
+    pub assigned_refs: usize,
 }
 
 impl BackendState {
@@ -83,6 +89,7 @@ impl BackendState {
             lifecycle_faults: VecDeque::new(),
             lifecycle_webhooks: Vec::new(),
             lifecycle_attempts: 0,
+            assigned_refs: 0,
         }
     }
 
@@ -113,11 +120,11 @@ impl BackendState {
         match (mode, &team.install) {
             (ExchangeMode::Resolved, Some(install)) => ExchangeAnswer::Resolved(json!({
                 "status": "resolved",
-                "session": session(install),
+                "session": session(install, team.install_ref.as_deref()),
             })),
             (ExchangeMode::Unavailable, Some(install)) => ExchangeAnswer::Unavailable(json!({
                 "status": "unavailable",
-                "providerAuth": provider_auth(install),
+                "providerAuth": provider_auth(install, team.install_ref.as_deref()),
             })),
             (ExchangeMode::Resolved | ExchangeMode::Unavailable, None)
             | (ExchangeMode::NotInstalled, _) => ExchangeAnswer::NotInstalled,
@@ -127,7 +134,10 @@ impl BackendState {
     }
 
     /// Records the upsert and installs (or refreshes) the team from its `providerAuth`
-    /// with a live runtime, as the real backend does after an OAuth install.
+    /// with a live runtime, as the real backend does after an OAuth install. The answer
+    /// names the installation by the backend's own ref (`sandbox-install-<n>`, one per
+    /// team, kept across re-installs), never by the ref the caller proposed, so a test
+    /// sees whether the caller passes on what the backend said.
     pub fn upsert_installation(&mut self, body: Value) -> WriteAnswer {
         self.installations.push(body.clone());
         if let Some(status) = self.upsert_faults.pop_front() {
@@ -157,9 +167,14 @@ impl BackendState {
                 *field = value;
             }
         }
-        let install_ref = match text(&auth["providerInstallRef"]) {
-            r if r.is_empty() => format!("slack-install:{team_id}"),
-            r => r,
+        let install_ref = match self.teams.get(&team_id).and_then(|t| t.install_ref.clone()) {
+            Some(existing) => existing,
+            None => {
+                self.assigned_refs += 1;
+                let assigned = format!("sandbox-install-{}", self.assigned_refs);
+                self.team_mut(&team_id).install_ref = Some(assigned.clone());
+                assigned
+            }
         };
         self.install_team(install);
         WriteAnswer::Ok(json!({
@@ -186,7 +201,7 @@ impl BackendState {
     }
 }
 
-fn session(install: &TeamInstall) -> Value {
+fn session(install: &TeamInstall, install_ref: Option<&str>) -> Value {
     let expires_at = chrono::Utc::now()
         + chrono::Duration::from_std(install.expires_in).unwrap_or(chrono::Duration::hours(1));
     json!({
@@ -195,13 +210,19 @@ fn session(install: &TeamInstall) -> Value {
         "ownerAuthId": format!("auth-{}", install.team_id.to_ascii_lowercase()),
         "namespace": install.namespace,
         "instanceId": install.instance_id,
-        "providerAuth": provider_auth(install),
+        "providerAuth": provider_auth(install, install_ref),
     })
 }
 
-fn provider_auth(install: &TeamInstall) -> Value {
+/// `install_ref` is the upsert's ref; a team installed through the control API (no
+/// upsert) gets the gateway's conventional `slack-install:<team>`.
+fn provider_auth(install: &TeamInstall, install_ref: Option<&str>) -> Value {
+    let install_ref = install_ref.map_or_else(
+        || format!("slack-install:{}", install.team_id),
+        str::to_owned,
+    );
     json!({
-        "providerInstallRef": format!("slack-install:{}", install.team_id),
+        "providerInstallRef": install_ref,
         "apiAppId": install.api_app_id,
         "teamId": install.team_id,
         "enterpriseId": "",
