@@ -105,12 +105,16 @@ impl Installer {
         answer.into_installation()
     }
 
-    /// Records the installation at the backend, which creates the workspace's runtime.
+    /// Records the installation at the backend, which creates the workspace's runtime,
+    /// and returns the backend's name of it (`installation.providerInstallRef`). An
+    /// answer without one falls back to the ref we proposed, `slack-install:<team>`,
+    /// as the original service did.
     ///
     /// # Errors
     /// [`Error::Upstream`] for transport failures; [`Error::Backend`] when the backend
     /// answers non-2xx or does not resolve the installation.
-    pub async fn upsert(&self, installation: &Installation) -> Result<()> {
+    pub async fn upsert(&self, installation: &Installation) -> Result<String> {
+        let proposed_ref = format!("slack-install:{}", installation.team_id);
         let body = json!({
             "principalId": self.principal_id,
             "provider": PROVIDER,
@@ -124,7 +128,7 @@ impl Installer {
                 "tenant": installation.team_id,
             },
             "providerAuth": {
-                "providerInstallRef": format!("slack-install:{}", installation.team_id),
+                "providerInstallRef": proposed_ref,
                 "apiAppId": installation.api_app_id,
                 "teamId": installation.team_id,
                 "enterpriseId": installation.enterprise_id,
@@ -152,12 +156,7 @@ impl Installer {
             .json()
             .await
             .map_err(|e| Error::Upstream("backend installation upsert", e))?;
-        if answer.status.as_deref() != Some("resolved") {
-            return Err(Error::Backend(
-                "installation upsert was not resolved".to_owned(),
-            ));
-        }
-        Ok(())
+        answer.into_install_ref(proposed_ref)
     }
 }
 
@@ -192,6 +191,32 @@ struct Identity {
 struct UpsertAnswer {
     #[serde(default)]
     status: Option<String>,
+    #[serde(default)]
+    installation: Option<UpsertedInstallation>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpsertedInstallation {
+    #[serde(default)]
+    provider_install_ref: Option<String>,
+}
+
+impl UpsertAnswer {
+    /// The backend's ref of a resolved installation, else `proposed`.
+    fn into_install_ref(self, proposed: String) -> Result<String> {
+        if self.status.as_deref() != Some("resolved") {
+            return Err(Error::Backend(
+                "installation upsert was not resolved".to_owned(),
+            ));
+        }
+        Ok(self
+            .installation
+            .and_then(|i| i.provider_install_ref)
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .unwrap_or(proposed))
+    }
 }
 
 impl AccessAnswer {
@@ -277,6 +302,33 @@ mod tests {
             "https://b.test/spritz/x"
         );
         assert_eq!(join(&url("https://b.test"), "/x"), "https://b.test/x");
+    }
+
+    #[test]
+    fn the_install_ref_is_the_backends_and_falls_back_to_ours_only_when_it_names_none() {
+        let answer = |body: &str| serde_json::from_str::<UpsertAnswer>(body).expect("json");
+        let ours = || "slack-install:T1".to_owned();
+        assert_eq!(
+            answer(r#"{"status":"resolved","installation":{"providerInstallRef":"inst-9"}}"#)
+                .into_install_ref(ours())
+                .expect("resolved"),
+            "inst-9"
+        );
+        for nameless in [
+            r#"{"status":"resolved"}"#,
+            r#"{"status":"resolved","installation":{}}"#,
+            r#"{"status":"resolved","installation":{"providerInstallRef":" "}}"#,
+        ] {
+            assert_eq!(
+                answer(nameless).into_install_ref(ours()).expect(nameless),
+                ours()
+            );
+        }
+        assert!(matches!(
+            answer(r#"{"status":"pending","installation":{"providerInstallRef":"inst-9"}}"#)
+                .into_install_ref(ours()),
+            Err(Error::Backend(_))
+        ));
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //!
 //! Layout: [`config`] reads the environment; [`startup`] builds and runs the
 //! [`Application`]; [`routes`] wires the router; [`events`] is the events endpoint,
-//! deciding with [`slack_payload`] what to publish; [`oauth`] is the
-//! install flow, talking to Slack and the backend through [`install`] and signing its
-//! `state` with [`oauth_state`]; [`error`] maps every failure to a status; [`metrics`]
+//! deciding with [`slack_payload`] what to publish; [`oauth`] is the install flow,
+//! talking to Slack and the backend through [`install`], signing its `state` with
+//! [`oauth_state`] and answering JSON or HTML by [`accept`]; [`error`] maps every
+//! failure to a status; [`metrics`]
 //! holds the gateway's instruments.
 
+pub mod accept;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -49,18 +49,36 @@ async fn callback_with(app: &TestApp, state: &str, code: &str) -> reqwest::Respo
     app.get(url, "callback").await
 }
 
+/// What a browser sends as `Accept` on a page load.
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
 /// The browser's round trip: our install page at `install_path` → Slack's authorize
-/// page → back to our callback. Returns the authorize page's status and the callback.
+/// page → back to our callback, which is asked for with `accept` (reqwest's `*/*`
+/// when `None`). Returns the authorize page's status and the callback.
 async fn through_slack(
     app: &TestApp,
     install_path: &str,
+    accept: Option<&str>,
 ) -> (reqwest::StatusCode, reqwest::Response) {
     let install = app.get(app.url(install_path), "install").await;
     let authorize = app.get(location(&install), "authorize").await;
-    let callback = app
-        .get(to_listener(app, &location(&authorize)), "callback")
-        .await;
+    let mut callback = app.http.get(to_listener(app, &location(&authorize)));
+    if let Some(accept) = accept {
+        callback = callback.header(reqwest::header::ACCEPT, accept);
+    }
+    let callback = callback.send().await.expect("callback");
     (authorize.status(), callback)
+}
+
+/// The backend's ref of the team's installation, which must differ from the one the
+/// gateway proposes so that passing it on is seen.
+fn backends_ref(app: &TestApp, team_id: &str) -> String {
+    let install_ref = app
+        .backend
+        .install_ref(team_id)
+        .expect("the backend named it");
+    assert_ne!(install_ref, format!("slack-install:{team_id}"));
+    install_ref
 }
 
 async fn issued_state(app: &TestApp) -> String {
@@ -103,17 +121,10 @@ async fn a_good_callback_exchanges_the_code_and_upserts_the_installation() {
     let app = spawn_app().await;
     app.slack.approve_installs(Some(grant()));
 
-    let (authorize, callback) = through_slack(&app, &format!("{PREFIX}/slack/install")).await;
+    let (authorize, callback) = through_slack(&app, &format!("{PREFIX}/slack/install"), None).await;
     assert_eq!(authorize, 302);
 
     assert_eq!(callback.status(), 200);
-    assert!(
-        callback
-            .text()
-            .await
-            .expect("page")
-            .contains("Spritz is installed")
-    );
     let exchanges = app.slack.oauth_exchanges();
     assert_eq!(exchanges.len(), 1);
     assert_eq!(exchanges[0].client_id, CLIENT_ID);
@@ -149,6 +160,71 @@ async fn a_good_callback_exchanges_the_code_and_upserts_the_installation() {
         app.backend.team("T42").is_some(),
         "the backend knows the workspace now"
     );
+    app.assert_metric(
+        r#"spritz_gateway_requests_total{outcome="installed",route="oauth_callback"}"#,
+        1.0,
+    )
+    .await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_callback_answers_json_with_the_team_and_the_backends_install_ref() {
+    let app = spawn_app().await;
+    app.slack.approve_installs(Some(grant()));
+
+    for accept in [
+        None,
+        Some("application/json"),
+        Some("text/html;q=0.5, application/json"),
+    ] {
+        let (_, callback) = through_slack(&app, "/slack/install", accept).await;
+
+        assert_eq!(callback.status(), 200, "{accept:?}");
+        assert_eq!(
+            callback.headers()["content-type"],
+            "application/json",
+            "{accept:?}"
+        );
+        let answer: serde_json::Value = callback.json().await.expect("json");
+        assert_eq!(
+            answer,
+            serde_json::json!({
+                "status": "installed",
+                "teamId": "T42",
+                "providerInstallRef": backends_ref(&app, "T42"),
+            }),
+            "{accept:?}"
+        );
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_browser_gets_a_page_with_the_team_and_the_backends_install_ref_and_no_profile_data() {
+    let app = spawn_app().await;
+    app.slack.approve_installs(Some(grant()));
+
+    let (_, callback) = through_slack(&app, "/slack/install", Some(BROWSER_ACCEPT)).await;
+
+    assert_eq!(callback.status(), 200);
+    let content_type = callback.headers()["content-type"].to_str().expect("ascii");
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert_eq!(callback.headers()["vary"], "accept");
+    let page = callback.text().await.expect("page");
+    assert!(page.contains("Spritz is installed"), "{page}");
+    assert!(page.contains("T42"), "{page}");
+    assert!(page.contains(&backends_ref(&app, "T42")), "{page}");
+    let grant = grant();
+    for private in [
+        grant.team_name,
+        grant.installing_user_id,
+        grant.bot_user_id,
+        grant.bot_access_token,
+        grant.enterprise_id.expect("enterprise"),
+    ] {
+        assert!(!page.contains(&private), "{private} shown in {page}");
+    }
     app.assert_metric(
         r#"spritz_gateway_requests_total{outcome="installed",route="oauth_callback"}"#,
         1.0,
@@ -211,7 +287,7 @@ async fn an_expired_state_is_rejected_with_a_clear_message() {
 async fn a_cancelled_install_and_a_refused_code_install_nothing() {
     let app = spawn_app().await;
     app.slack.approve_installs(None);
-    let (_, cancelled) = through_slack(&app, "/slack/install").await;
+    let (_, cancelled) = through_slack(&app, "/slack/install", Some(BROWSER_ACCEPT)).await;
     assert_eq!(cancelled.status(), 400);
     assert!(cancelled.text().await.expect("text").contains("cancelled"));
 
