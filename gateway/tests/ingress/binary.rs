@@ -1,5 +1,6 @@
 //! The built `spritz-gateway` binary: configuration errors exit 2 naming the variable,
-//! `--help` lists the variables, and SIGTERM shuts down cleanly with exit 0.
+//! Go-spelled durations and hostname listen addresses are taken, `--help` lists the
+//! variables, and SIGTERM shuts down cleanly with exit 0.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -88,6 +89,69 @@ fn serve_help_lists_every_variable() {
     }
 }
 
+/// A `serve` process whose JSON log lines are read as they come.
+struct RunningServe {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl RunningServe {
+    /// Starts `serve` with `vars`, logging at info on stdout.
+    fn spawn(vars: &[(&str, String)]) -> RunningServe {
+        let mut vars = vars.to_vec();
+        vars.push(("RUST_LOG", "info".into()));
+        let mut child = serve(&vars)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        // The reader keeps draining stdout so the process never writes into a closed pipe.
+        let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        RunningServe { child, lines }
+    }
+
+    /// Waits until it listens and its broker link is up (two log lines, in either
+    /// order); returns the `listening` line.
+    async fn wait_listening_and_connected(&mut self) -> serde_json::Value {
+        let (mut listening, mut connected) = (None, false);
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while listening.is_none() || !connected {
+                let line = self.lines.recv().await.expect("the process exited early");
+                if line.contains("listening") {
+                    listening = Some(serde_json::from_str(&line).expect("a JSON log line"));
+                }
+                connected |= line.contains("topology declared");
+            }
+        })
+        .await
+        .expect("listening and connected in time");
+        listening.expect("listening")
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let status = tokio::task::spawn_blocking(move || self.child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        status.code()
+    }
+}
+
 #[tokio::test]
 async fn sigterm_stops_serve_cleanly_with_exit_0() {
     let vhost = BrokerAdmin::from_env().create_vhost().await.expect("vhost");
@@ -95,45 +159,63 @@ async fn sigterm_stops_serve_cleanly_with_exit_0() {
     vars.push((config::AMQP_URL, vhost.amqp_url()));
     vars.push((config::GATEWAY_ADDR, "127.0.0.1:0".into()));
     vars.push((config::METRICS_ADDR, "127.0.0.1:0".into()));
-    vars.push(("RUST_LOG", "info".into()));
-    let mut child = serve(&vars)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut serve = RunningServe::spawn(&vars);
+    serve.wait_listening_and_connected().await;
 
-    // Wait until it listens and its broker link is up (two log lines, in either order).
-    // The reader keeps draining stdout so the process never writes into a closed pipe.
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut listening, mut connected) = (false, false);
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while !(listening && connected) {
-            let line = lines_rx.recv().await.expect("the process exited early");
-            listening |= line.contains("listening");
-            connected |= line.contains("topology declared");
-        }
-    })
-    .await
-    .expect("listening and connected in time");
+    assert_eq!(serve.terminate().await, Some(0));
+    let _ = vhost.delete().await;
+}
 
-    let pid = child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
+#[test]
+fn a_duration_without_a_unit_stops_serve_with_exit_2_naming_the_variable() {
+    let mut vars = required();
+    vars.push((config::HTTP_TIMEOUT, "3".into()));
+    let output = serve(&vars).output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(config::HTTP_TIMEOUT), "{stderr}");
+}
+
+#[test]
+fn an_unresolvable_listen_host_stops_serve_with_exit_2_naming_the_variable() {
+    for name in [config::GATEWAY_ADDR, config::METRICS_ADDR] {
+        let mut vars = required();
+        vars.push((name, "nosuch.invalid:8080".into()));
+        let output = serve(&vars).output().expect("run");
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn serve_takes_a_fractional_go_duration_and_a_hostname_listen_address_and_serves() {
+    let vhost = BrokerAdmin::from_env().create_vhost().await.expect("vhost");
+    let mut vars = required();
+    vars.push((config::AMQP_URL, vhost.amqp_url()));
+    vars.push((config::HTTP_TIMEOUT, "1.5s".into()));
+    vars.push((config::GATEWAY_ADDR, "localhost:0".into()));
+    vars.push((config::METRICS_ADDR, "localhost:0".into()));
+    let mut serve = RunningServe::spawn(&vars);
+    let listening = serve.wait_listening_and_connected().await;
+
+    let http = reqwest::Client::new();
+    for field in ["addr", "ops"] {
+        let addr: std::net::SocketAddr = listening["fields"][field]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in {listening}"));
+        assert!(addr.ip().is_loopback(), "{field}: {addr}");
+        let health = http
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(health.status(), 200, "{field}");
+    }
+
+    assert_eq!(serve.terminate().await, Some(0));
     let _ = vhost.delete().await;
 }
