@@ -1,7 +1,15 @@
-//! One ACP websocket session with the fake agent: JSON-RPC 2.0 over text frames.
-//! `initialize` → capabilities, `session/load` → `null` (after an optional history
-//! replay), `session/prompt` → `session/update` notifications then
-//! `{stopReason:"end_turn"}`, shaped by the configured [`AgentBehaviour`].
+//! One ACP websocket session with the fake agent: JSON-RPC 2.0 over text frames,
+//! every message a type of the `agent-client-protocol-schema` crate (the one exception
+//! is the update of an unknown kind, which no schema can express). `initialize` →
+//! capabilities, `session/load` → `{}` (after an optional history replay),
+//! `session/prompt` → `session/update` notifications then a `stopReason`, shaped by
+//! the configured [`AgentBehaviour`].
+//!
+//! As strict as a real agent: a request whose params do not match the schema is
+//! refused (-32602), `session/load` and `session/prompt` before `initialize` are
+//! refused (-32600), loading an unknown session or prompting a session that is not
+//! loaded on this connection is refused (-32002), and unknown methods get -32601.
+//! `initialize` params and `session/cancel` notifications are recorded.
 //!
 //! The socket is served inline, one message at a time: while a prompt runs, the only
 //! inbound messages that matter are the answer to a permission request, `session/cancel`
@@ -11,7 +19,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_client_protocol_schema::MethodDispatchError;
+use agent_client_protocol_schema::ProtocolVersion;
+use agent_client_protocol_schema::v1::{
+    AgentCapabilities, CLIENT_METHOD_NAMES, ClientNotification, ClientRequest, ContentBlock,
+    ContentChunk, EmbeddedResource, EmbeddedResourceResource, Error as RpcError, Implementation,
+    InitializeRequest, InitializeResponse, JsonRpcMessage, LoadSessionRequest, LoadSessionResponse,
+    Notification, PermissionOption, PermissionOptionKind, PromptCapabilities, PromptRequest,
+    PromptResponse, Request, RequestId, RequestPermissionRequest, Response, SessionId,
+    SessionNotification, SessionUpdate, StopReason, TextContent, TextResourceContents,
+    ToolCallStatus, ToolCallUpdate, ToolCallUpdateFields, ToolKind,
+};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -24,6 +44,9 @@ type Shared = Arc<watch::Sender<SpritzState>>;
 const ECHO_PREFIX: &str = "echo: ";
 const CONTEXT_OPEN: &str = "<spritz-channel-context>";
 const CONTEXT_CLOSE: &str = "</spritz-channel-context>";
+/// The kind of the update [`AgentBehaviour::UnknownUpdate`] sends: one no ACP schema
+/// version defines, as a newer agent might send.
+pub(super) const UNKNOWN_UPDATE_KIND: &str = "sandbox_future_update";
 
 /// Whether the session goes on after a message was handled.
 enum Flow {
@@ -31,11 +54,21 @@ enum Flow {
     Close,
 }
 
+/// A JSON-RPC message from the client, in the schema's envelopes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Incoming {
+    Request(Request<Value>),
+    Response(Response<Value>),
+    Notification(Notification<Value>),
+}
+
 /// Serves one connection until the client closes it or a behaviour drops it.
 pub(super) async fn serve(mut socket: WebSocket, state: Shared, conversation: Conversation) {
     let mut session = Session {
         state,
         conversation,
+        initialized: false,
         loaded_session: None,
         next_request: 0,
     };
@@ -46,9 +79,15 @@ pub(super) async fn serve(mut socket: WebSocket, state: Shared, conversation: Co
             }
             continue;
         };
-        let flow = match serde_json::from_str::<Value>(text.as_str()) {
-            Ok(value) => session.handle(&mut socket, value).await,
-            Err(_) => send(&mut socket, rpc_error(&Value::Null, -32700, "parse error")).await,
+        let flow = match parse(text.as_str()) {
+            Ok((_, message)) => session.handle(&mut socket, message).await,
+            Err(error) => {
+                send(
+                    &mut socket,
+                    Response::<(), _>::new(RequestId::Null, Err(error)),
+                )
+                .await
+            }
         };
         if matches!(flow, Flow::Close) {
             break;
@@ -56,80 +95,120 @@ pub(super) async fn serve(mut socket: WebSocket, state: Shared, conversation: Co
     }
 }
 
+/// A client message as JSON and as a JSON-RPC message; the error to answer when it is
+/// not JSON (-32700) or not JSON-RPC 2.0 (-32600).
+fn parse(text: &str) -> Result<(Value, Incoming), RpcError> {
+    let value: Value = serde_json::from_str(text).map_err(|_| RpcError::parse_error())?;
+    let message = serde_json::from_value::<JsonRpcMessage<Incoming>>(value.clone())
+        .map_err(|_| RpcError::invalid_request())?;
+    Ok((value, message.into_inner()))
+}
+
 struct Session {
     state: Shared,
     conversation: Conversation,
-    loaded_session: Option<String>,
+    initialized: bool,
+    loaded_session: Option<SessionId>,
     next_request: u64,
 }
 
 impl Session {
-    async fn handle(&mut self, socket: &mut WebSocket, message: Value) -> Flow {
-        let id = message.get("id").cloned();
-        let method = message.get("method").and_then(Value::as_str);
-        let (Some(id), Some(method)) = (id, method) else {
-            // Notifications (`session/cancel`) and stray responses need no answer.
-            return Flow::Continue;
-        };
-        let params = message.get("params").cloned().unwrap_or(Value::Null);
-        match method {
-            "initialize" => {
-                let result = json!({
-                    "protocolVersion": 1,
-                    "agentCapabilities": {
-                        "loadSession": true,
-                        "promptCapabilities": {"image": false, "audio": false, "embeddedContext": true},
-                    },
-                    "authMethods": [],
-                    "agentInfo": {"name": "spritz-sandbox-agent", "version": "0.1.0"},
-                });
-                send(socket, rpc_result(&id, result)).await
+    async fn handle(&mut self, socket: &mut WebSocket, message: Incoming) -> Flow {
+        let request = match message {
+            Incoming::Request(request) => request,
+            Incoming::Notification(notification) => {
+                // `session/cancel` outside a prompt has nothing to stop; still recorded.
+                record_cancel(&self.state, &notification);
+                return Flow::Continue;
             }
-            "session/load" => self.load(socket, &id, &params).await,
-            "session/prompt" => self.prompt(socket, &id, &params).await,
-            _ => send(socket, rpc_error(&id, -32601, "method not found")).await,
+            // Stray responses need no answer.
+            Incoming::Response(_) => return Flow::Continue,
+        };
+        let id = request.id;
+        let params = request.params.unwrap_or(Value::Null);
+        let request = match ClientRequest::from_method_and_params(&request.method, &params) {
+            Ok(request) => request,
+            Err(MethodDispatchError::InvalidPayload { .. }) => {
+                return send_error(socket, id, RpcError::invalid_params()).await;
+            }
+            Err(_) => return send_error(socket, id, RpcError::method_not_found()).await,
+        };
+        match request {
+            ClientRequest::InitializeRequest(request) => self.initialize(socket, id, request).await,
+            ClientRequest::LoadSessionRequest(_) | ClientRequest::PromptRequest(_)
+                if !self.initialized =>
+            {
+                let error = RpcError::invalid_request().data(json!("initialize first"));
+                send_error(socket, id, error).await
+            }
+            ClientRequest::LoadSessionRequest(request) => self.load(socket, id, request).await,
+            ClientRequest::PromptRequest(request) => self.prompt(socket, id, request).await,
+            // Methods this agent does not implement.
+            _ => send_error(socket, id, RpcError::method_not_found()).await,
         }
     }
 
-    async fn load(&mut self, socket: &mut WebSocket, id: &Value, params: &Value) -> Flow {
-        let requested = params
-            .get("sessionId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+    async fn initialize(
+        &mut self,
+        socket: &mut WebSocket,
+        id: RequestId,
+        request: InitializeRequest,
+    ) -> Flow {
+        self.state.send_modify(|s| s.initializations.push(request));
+        self.initialized = true;
+        let response = InitializeResponse::new(ProtocolVersion::V1)
+            .agent_capabilities(
+                AgentCapabilities::new()
+                    .load_session(true)
+                    .prompt_capabilities(PromptCapabilities::new().embedded_context(true)),
+            )
+            .agent_info(Implementation::new("spritz-sandbox-agent", "0.1.0"));
+        send_result(socket, id, response).await
+    }
+
+    async fn load(
+        &mut self,
+        socket: &mut WebSocket,
+        id: RequestId,
+        request: LoadSessionRequest,
+    ) -> Flow {
         let current = self
             .state
             .borrow()
             .conversations
             .get(&self.conversation.name)
-            .map(|c| (c.session_id.clone(), c.turns.clone()));
-        let Some((session_id, turns)) = current.filter(|(s, _)| s == requested) else {
-            return send(socket, rpc_error(id, -32002, "Resource not found: session")).await;
+            .map(|c| (SessionId::new(c.session_id.as_str()), c.turns.clone()));
+        let Some((session_id, turns)) = current.filter(|(s, _)| *s == request.session_id) else {
+            return send_error(socket, id, RpcError::session_not_found(request.session_id)).await;
         };
         for (prompt, reply) in turns {
-            for (kind, text) in [
-                ("user_message_chunk", prompt),
-                ("agent_message_chunk", reply),
+            for update in [
+                SessionUpdate::UserMessageChunk(ContentChunk::new(text_block(&prompt))),
+                SessionUpdate::AgentMessageChunk(ContentChunk::new(text_block(&reply))),
             ] {
-                let update =
-                    json!({"sessionUpdate": kind, "content": {"type": "text", "text": text}});
                 if let Flow::Close = send(socket, notification(&session_id, update)).await {
                     return Flow::Close;
                 }
             }
         }
         self.loaded_session = Some(session_id);
-        send(socket, rpc_result(id, Value::Null)).await
+        send_result(socket, id, LoadSessionResponse::new()).await
     }
 
-    async fn prompt(&mut self, socket: &mut WebSocket, id: &Value, params: &Value) -> Flow {
-        let requested = params
-            .get("sessionId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let Some(session_id) = self.loaded_session.clone().filter(|s| s == requested) else {
-            return send(socket, rpc_error(id, -32602, "session not loaded")).await;
+    async fn prompt(
+        &mut self,
+        socket: &mut WebSocket,
+        id: RequestId,
+        request: PromptRequest,
+    ) -> Flow {
+        let Some(session_id) = self
+            .loaded_session
+            .clone()
+            .filter(|s| *s == request.session_id)
+        else {
+            return send_error(socket, id, RpcError::session_not_found(request.session_id)).await;
         };
-        let text = prompt_text(params);
+        let text = prompt_text(&request);
         let (behaviour, held) = {
             let state = self.state.borrow();
             (state.agent.clone(), state.held)
@@ -137,7 +216,7 @@ impl Session {
         let record = PromptRecord {
             conversation_id: self.conversation.name.clone(),
             namespace: self.conversation.namespace.clone(),
-            session_id: session_id.clone(),
+            session_id: session_id.to_string(),
             text: text.clone(),
         };
         self.state.send_modify(|s| s.begin_prompt(record));
@@ -146,10 +225,12 @@ impl Session {
             conversation_id: self.conversation.name.clone(),
         };
         let reply = format!("{ECHO_PREFIX}{}", user_text(&text));
+        let state = self.state.clone();
         let turn = Turn {
-            id,
+            id: &id,
             session_id: &session_id,
             reply: &reply,
+            state: &state,
         };
         let flow = if held {
             self.held_echo(socket, &turn).await
@@ -158,14 +239,20 @@ impl Session {
                 AgentBehaviour::Echo => turn.echo(socket, None).await,
                 AgentBehaviour::Slow(delay) => turn.echo(socket, Some(delay)).await,
                 AgentBehaviour::AskPermission => self.ask_permission(socket, &turn).await,
-                AgentBehaviour::EmptyReply => turn.finish(socket).await,
+                AgentBehaviour::EmptyReply => turn.finish(socket, StopReason::EndTurn).await,
                 AgentBehaviour::Disconnect => close(socket).await,
                 AgentBehaviour::DisconnectAfterChunk => {
-                    if let Flow::Continue = turn.chunk(socket, text_content(ECHO_PREFIX)).await {
+                    if let Flow::Continue = turn.first_chunk(socket).await {
                         close(socket).await;
                     }
                     Flow::Close
                 }
+                AgentBehaviour::Stop(reason) => match turn.first_chunk(socket).await {
+                    Flow::Continue => turn.finish(socket, reason).await,
+                    Flow::Close => Flow::Close,
+                },
+                AgentBehaviour::UnknownUpdate => turn.echo_with_unknown_update(socket).await,
+                AgentBehaviour::IgnoreCancel => turn.ignore_cancel(socket).await,
             }
         };
         let replaying = self.state.borrow().replay_history;
@@ -178,47 +265,43 @@ impl Session {
 
     /// One chunk now, the rest once `release_prompts` was called (or the client left).
     async fn held_echo(&self, socket: &mut WebSocket, turn: &Turn<'_>) -> Flow {
-        if let Flow::Close = turn.chunk(socket, text_content(ECHO_PREFIX)).await {
+        if let Flow::Close = turn.first_chunk(socket).await {
             return Flow::Close;
         }
         let mut rx = self.state.subscribe();
         let interruption = tokio::select! {
             _ = async { rx.wait_for(|s| !s.held).await.is_ok() } => None,
-            interruption = interrupted(socket) => Some(interruption),
+            interruption = interrupted(socket, &self.state) => Some(interruption),
         };
         if let Some(interruption) = interruption {
             return turn.interrupted(socket, interruption).await;
         }
-        let rest = turn.reply.strip_prefix(ECHO_PREFIX).unwrap_or(turn.reply);
-        for content in varied_contents(rest) {
-            if let Flow::Close = turn.chunk(socket, content).await {
-                return Flow::Close;
-            }
-        }
-        turn.finish(socket).await
+        turn.rest(socket).await
     }
 
     async fn ask_permission(&mut self, socket: &mut WebSocket, turn: &Turn<'_>) -> Flow {
         self.next_request += 1;
-        let request_id = json!(format!("perm-{}", self.next_request));
-        let request = json!({
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "session/request_permission",
-            "params": {
-                "sessionId": turn.session_id,
-                "toolCall": {
-                    "toolCallId": format!("call-{}", self.next_request),
-                    "title": "Run `ls /home/dev`",
-                    "kind": "execute",
-                    "status": "pending",
-                },
-                "options": [
-                    {"optionId": "allow-once", "name": "Allow once", "kind": "allow_once"},
-                    {"optionId": "reject-once", "name": "Reject", "kind": "reject_once"},
-                ],
-            },
-        });
+        let request_id = RequestId::Str(format!("perm-{}", self.next_request));
+        let tool_call = ToolCallUpdate::new(
+            format!("call-{}", self.next_request),
+            ToolCallUpdateFields::new()
+                .title("Run `ls /home/dev`".to_owned())
+                .kind(ToolKind::Execute)
+                .status(ToolCallStatus::Pending),
+        );
+        let options = vec![
+            PermissionOption::new("allow-once", "Allow once", PermissionOptionKind::AllowOnce),
+            PermissionOption::new("reject-once", "Reject", PermissionOptionKind::RejectOnce),
+        ];
+        let request = Request {
+            id: request_id.clone(),
+            method: CLIENT_METHOD_NAMES.session_request_permission.into(),
+            params: Some(RequestPermissionRequest::new(
+                turn.session_id.clone(),
+                tool_call,
+                options,
+            )),
+        };
         if let Flow::Close = send(socket, request).await {
             return Flow::Close;
         }
@@ -232,10 +315,20 @@ impl Session {
                 }
                 continue;
             };
-            let Ok(answer) = serde_json::from_str::<Value>(text.as_str()) else {
+            let Ok((answer, message)) = parse(text.as_str()) else {
                 continue;
             };
-            if answer.get("method").is_none() && answer.get("id") == Some(&request_id) {
+            let answered = match &message {
+                Incoming::Response(Response::Result { id, .. } | Response::Error { id, .. }) => {
+                    *id == request_id
+                }
+                Incoming::Notification(notification) => {
+                    record_cancel(&self.state, notification);
+                    false
+                }
+                Incoming::Request(_) => false,
+            };
+            if answered {
                 self.state
                     .send_modify(|s| s.permission_answers.push(answer));
                 break;
@@ -247,45 +340,88 @@ impl Session {
 
 /// The prompt being answered.
 struct Turn<'a> {
-    id: &'a Value,
-    session_id: &'a str,
+    id: &'a RequestId,
+    session_id: &'a SessionId,
     reply: &'a str,
+    state: &'a Shared,
 }
 
 impl Turn<'_> {
     /// A thought the client must ignore, then the reply in varied chunk shapes; with
     /// a delay, the first chunk goes out before it.
     async fn echo(&self, socket: &mut WebSocket, delay: Option<Duration>) -> Flow {
-        let thought = json!({
-            "sessionUpdate": "agent_thought_chunk",
-            "content": {"type": "text", "text": "Thinking about the request."},
-        });
-        if let Flow::Close = send(socket, notification(self.session_id, thought)).await {
+        if let Flow::Close = self.thought(socket).await {
             return Flow::Close;
         }
-        let rest = self.reply.strip_prefix(ECHO_PREFIX).unwrap_or(self.reply);
-        if let Flow::Close = self.chunk(socket, text_content(ECHO_PREFIX)).await {
+        if let Flow::Close = self.first_chunk(socket).await {
             return Flow::Close;
         }
         if let Some(delay) = delay {
             let interruption = tokio::select! {
                 () = tokio::time::sleep(delay) => None,
-                interruption = interrupted(socket) => Some(interruption),
+                interruption = interrupted(socket, self.state) => Some(interruption),
             };
             if let Some(interruption) = interruption {
                 return self.interrupted(socket, interruption).await;
             }
         }
+        self.rest(socket).await
+    }
+
+    /// As `echo`, with an update of an unknown kind after the first chunk.
+    async fn echo_with_unknown_update(&self, socket: &mut WebSocket) -> Flow {
+        if let Flow::Close = self.first_chunk(socket).await {
+            return Flow::Close;
+        }
+        let unknown = Notification {
+            method: CLIENT_METHOD_NAMES.session_update.into(),
+            params: Some(json!({
+                "sessionId": self.session_id,
+                "update": {
+                    "sessionUpdate": UNKNOWN_UPDATE_KIND,
+                    "content": {"type": "text", "text": "not part of the reply"},
+                },
+            })),
+        };
+        if let Flow::Close = send(socket, unknown).await {
+            return Flow::Close;
+        }
+        self.rest(socket).await
+    }
+
+    /// The first chunk, then nothing: `session/cancel` is recorded but not honoured,
+    /// until the client leaves.
+    async fn ignore_cancel(&self, socket: &mut WebSocket) -> Flow {
+        if let Flow::Close = self.first_chunk(socket).await {
+            return Flow::Close;
+        }
+        while let Interruption::Cancelled = interrupted(socket, self.state).await {}
+        Flow::Close
+    }
+
+    async fn thought(&self, socket: &mut WebSocket) -> Flow {
+        let thought = ContentChunk::new(text_block("Thinking about the request."));
+        let update = SessionUpdate::AgentThoughtChunk(thought);
+        send(socket, notification(self.session_id, update)).await
+    }
+
+    async fn first_chunk(&self, socket: &mut WebSocket) -> Flow {
+        self.chunk(socket, text_block(ECHO_PREFIX)).await
+    }
+
+    /// The reply after the first chunk, then `end_turn`.
+    async fn rest(&self, socket: &mut WebSocket) -> Flow {
+        let rest = self.reply.strip_prefix(ECHO_PREFIX).unwrap_or(self.reply);
         for content in varied_contents(rest) {
             if let Flow::Close = self.chunk(socket, content).await {
                 return Flow::Close;
             }
         }
-        self.finish(socket).await
+        self.finish(socket, StopReason::EndTurn).await
     }
 
-    async fn chunk(&self, socket: &mut WebSocket, content: Value) -> Flow {
-        let update = json!({"sessionUpdate": "agent_message_chunk", "content": content});
+    async fn chunk(&self, socket: &mut WebSocket, content: ContentBlock) -> Flow {
+        let update = SessionUpdate::AgentMessageChunk(ContentChunk::new(content));
         send(socket, notification(self.session_id, update)).await
     }
 
@@ -293,22 +429,12 @@ impl Turn<'_> {
     async fn interrupted(&self, socket: &mut WebSocket, interruption: Interruption) -> Flow {
         match interruption {
             Interruption::Gone => Flow::Close,
-            Interruption::Cancelled => {
-                send(
-                    socket,
-                    rpc_result(self.id, json!({"stopReason": "cancelled"})),
-                )
-                .await
-            }
+            Interruption::Cancelled => self.finish(socket, StopReason::Cancelled).await,
         }
     }
 
-    async fn finish(&self, socket: &mut WebSocket) -> Flow {
-        send(
-            socket,
-            rpc_result(self.id, json!({"stopReason": "end_turn"})),
-        )
-        .await
+    async fn finish(&self, socket: &mut WebSocket, reason: StopReason) -> Flow {
+        send_result(socket, self.id.clone(), PromptResponse::new(reason)).await
     }
 }
 
@@ -333,16 +459,16 @@ enum Interruption {
     Cancelled,
 }
 
-/// Resolves when the client leaves or cancels; other messages meanwhile are dropped.
-async fn interrupted(socket: &mut WebSocket) -> Interruption {
+/// Resolves when the client leaves or cancels (the cancel is recorded); other
+/// messages meanwhile are dropped.
+async fn interrupted(socket: &mut WebSocket, state: &Shared) -> Interruption {
     loop {
         match socket.recv().await {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Interruption::Gone,
             Some(Ok(Message::Text(text))) => {
-                let cancel = serde_json::from_str::<Value>(text.as_str()).is_ok_and(|m| {
-                    m.get("method").and_then(Value::as_str) == Some("session/cancel")
-                });
-                if cancel {
+                if let Ok((_, Incoming::Notification(notification))) = parse(text.as_str())
+                    && record_cancel(state, &notification)
+                {
                     return Interruption::Cancelled;
                 }
             }
@@ -351,9 +477,22 @@ async fn interrupted(socket: &mut WebSocket) -> Interruption {
     }
 }
 
-/// `text` split in two, the first half as nested content, the second as resource text,
-/// so clients parse every shape the spec allows. Empty parts are left out.
-fn varied_contents(text: &str) -> Vec<Value> {
+/// Records a `session/cancel` notification; whether it was one.
+fn record_cancel(state: &Shared, notification: &Notification<Value>) -> bool {
+    let params = notification.params.clone().unwrap_or(Value::Null);
+    match ClientNotification::from_method_and_params(&notification.method, &params) {
+        Ok(ClientNotification::CancelNotification(cancel)) => {
+            state.send_modify(|s| s.cancels.push(cancel));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `text` split in two, the first half as a text block, the second as the text of an
+/// embedded resource, so clients read every shape a reply chunk takes. Empty parts
+/// are left out.
+fn varied_contents(text: &str) -> Vec<ContentBlock> {
     let middle = text
         .char_indices()
         .nth(text.chars().count() / 2)
@@ -361,34 +500,33 @@ fn varied_contents(text: &str) -> Vec<Value> {
     let (first, second) = text.split_at(middle);
     let mut contents = Vec::with_capacity(2);
     if !first.is_empty() {
-        contents.push(json!({"type": "content", "content": text_content(first)}));
+        contents.push(text_block(first));
     }
     if !second.is_empty() {
-        contents.push(json!({
-            "type": "resource",
-            "resource": {"uri": "sandbox://reply.txt", "mimeType": "text/plain", "text": second},
-        }));
+        let resource = TextResourceContents::new(second, "sandbox://reply.txt")
+            .mime_type("text/plain".to_owned());
+        contents.push(ContentBlock::Resource(EmbeddedResource::new(
+            EmbeddedResourceResource::TextResourceContents(resource),
+        )));
     }
     contents
 }
 
-fn text_content(text: &str) -> Value {
-    json!({"type": "text", "text": text})
+fn text_block(text: &str) -> ContentBlock {
+    ContentBlock::Text(TextContent::new(text))
 }
 
-/// All text blocks of the prompt, concatenated.
-fn prompt_text(params: &Value) -> String {
-    params
-        .get("prompt")
-        .and_then(Value::as_array)
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n")
+/// All text blocks of the prompt, joined by newlines.
+fn prompt_text(request: &PromptRequest) -> String {
+    request
+        .prompt
+        .iter()
+        .filter_map(|block| match block {
+            ContentBlock::Text(text) => Some(text.text.as_str()),
+            _ => None,
         })
-        .unwrap_or_default()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The user's words: the prompt without the leading channel context block.
@@ -399,24 +537,29 @@ fn user_text(prompt: &str) -> &str {
     }
 }
 
-fn notification(session_id: &str, update: Value) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "method": "session/update",
-        "params": {"sessionId": session_id, "update": update},
-    })
+fn notification(
+    session_id: &SessionId,
+    update: SessionUpdate,
+) -> Notification<SessionNotification> {
+    Notification {
+        method: CLIENT_METHOD_NAMES.session_update.into(),
+        params: Some(SessionNotification::new(session_id.clone(), update)),
+    }
 }
 
-fn rpc_result(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
+async fn send_result<R: Serialize>(socket: &mut WebSocket, id: RequestId, result: R) -> Flow {
+    send(socket, Response::<R, RpcError>::new(id, Ok(result))).await
 }
 
-fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+async fn send_error(socket: &mut WebSocket, id: RequestId, error: RpcError) -> Flow {
+    send(socket, Response::<(), _>::new(id, Err(error))).await
 }
 
-async fn send(socket: &mut WebSocket, message: Value) -> Flow {
-    match socket.send(Message::Text(message.to_string().into())).await {
+async fn send<M: Serialize>(socket: &mut WebSocket, message: M) -> Flow {
+    let Ok(text) = serde_json::to_string(&JsonRpcMessage::wrap(message)) else {
+        return Flow::Close;
+    };
+    match socket.send(Message::Text(text.into())).await {
         Ok(()) => Flow::Continue,
         Err(_) => Flow::Close,
     }
@@ -448,12 +591,13 @@ mod tests {
         let contents = varied_contents("héllo wörld ✓");
         let joined: String = contents
             .iter()
-            .map(|c| {
-                c.pointer("/content/text")
-                    .or_else(|| c.pointer("/resource/text"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
+            .map(|content| match content {
+                ContentBlock::Text(text) => text.text.clone(),
+                ContentBlock::Resource(EmbeddedResource {
+                    resource: EmbeddedResourceResource::TextResourceContents(resource),
+                    ..
+                }) => resource.text.clone(),
+                other => panic!("unexpected content {other:?}"),
             })
             .collect();
         assert_eq!(joined, "héllo wörld ✓");

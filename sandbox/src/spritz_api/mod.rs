@@ -1,7 +1,9 @@
 //! Fake Spritz API with an ACP agent behind its websocket: conversation upsert,
 //! bootstrap, and `…/connect` speaking JSON-RPC 2.0 ACP (`initialize`, `session/load`,
-//! `session/prompt`, `session/update` chunks, `session/request_permission`), with
-//! scriptable agent behaviours and runtimes that can vanish and come back.
+//! `session/prompt`, `session/update` chunks, `session/request_permission`,
+//! `session/cancel`) in the types of the `agent-client-protocol-schema` crate, as
+//! strictly as a real agent, with scriptable agent behaviours (every stop reason, an
+//! unknown update kind) and runtimes that can vanish and come back.
 //!
 //! Layout: this file holds the handle and public types; `state` the conversations,
 //! recordings and concurrency bookkeeping; `rest` the upsert and bootstrap routes;
@@ -18,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_client_protocol_schema::v1::{CancelNotification, InitializeRequest, StopReason};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -60,6 +63,16 @@ pub enum AgentBehaviour {
     Disconnect,
     /// Sends one chunk, then closes the socket.
     DisconnectAfterChunk,
+    /// Sends one chunk (`echo: `), then ends the turn with this stop reason (`refusal`,
+    /// `max_tokens`, `max_turn_requests`, `cancelled`; `end_turn` makes the one chunk
+    /// the whole reply).
+    Stop(StopReason),
+    /// As `Echo`, with a `session/update` of a kind no ACP schema defines
+    /// (`sandbox_future_update`) after the first chunk, as a newer agent may send.
+    UnknownUpdate,
+    /// Sends one chunk, then never ends the turn: `session/cancel` is recorded but not
+    /// honoured. A stuck agent, for clients that must not wait for it forever.
+    IgnoreCancel,
 }
 
 /// A Spritz API call that can be made to fail.
@@ -205,6 +218,37 @@ impl FakeSpritz {
     /// The JSON-RPC responses the client sent to `session/request_permission`.
     pub fn permission_answers(&self) -> Vec<Value> {
         self.state.borrow().permission_answers.clone()
+    }
+
+    /// The `initialize` params of every connection, in arrival order.
+    pub fn initializations(&self) -> Vec<InitializeRequest> {
+        self.state.borrow().initializations.clone()
+    }
+
+    /// Every `session/cancel` received, in arrival order.
+    pub fn cancels(&self) -> Vec<CancelNotification> {
+        self.state.borrow().cancels.clone()
+    }
+
+    /// Waits until at least `n` `session/cancel` notifications arrived; returns all.
+    ///
+    /// # Errors
+    /// When fewer arrived within `timeout`.
+    pub async fn wait_for_cancels(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<CancelNotification>> {
+        recording::wait_for_records(&self.state, n, timeout, |s| &s.cancels)
+            .await
+            .map_err(|error| {
+                error.describe("fake spritz", || {
+                    format!(
+                        "expected {n} cancels within {timeout:?}, got {}",
+                        self.state.borrow().cancels.len()
+                    )
+                })
+            })
     }
 
     /// High-water mark of prompts in progress at once on one conversation.

@@ -5,6 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
+use agent_client_protocol_schema::v1::{CancelNotification, InitializeRequest};
 use serde_json::{Value, json};
 
 use super::{AgentBehaviour, PromptRecord, SpritzCall};
@@ -90,6 +91,10 @@ pub(crate) struct SpritzState {
     pub upsert_tokens: Vec<String>,
     pub bootstraps: Vec<(String, String)>,
     pub permission_answers: Vec<Value>,
+    /// `initialize` params, one per connection that got that far.
+    pub initializations: Vec<InitializeRequest>,
+    /// `session/cancel` notifications, in arrival order.
+    pub cancels: Vec<CancelNotification>,
     pub faults: HashMap<SpritzCall, VecDeque<u16>>,
     /// How long calls of a kind take before they answer.
     pub delays: HashMap<SpritzCall, std::time::Duration>,
@@ -113,6 +118,8 @@ impl SpritzState {
             upsert_tokens: Vec::new(),
             bootstraps: Vec::new(),
             permission_answers: Vec::new(),
+            initializations: Vec::new(),
+            cancels: Vec::new(),
             faults: HashMap::new(),
             delays: HashMap::new(),
             in_progress: HashMap::new(),
