@@ -89,10 +89,7 @@ impl Application {
                 services.spritz_base_url.clone(),
                 services.spritz_service_token.clone(),
             ),
-            acp: AcpClient::new(
-                services.spritz_base_url.clone(),
-                services.spritz_service_token.clone(),
-            ),
+            acp: AcpClient::from_config(&config),
             slack: SlackClient::new(http, services.slack_api_base_url.clone()),
         };
         let sessions = SessionCache::new(metrics.clone());

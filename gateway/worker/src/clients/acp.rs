@@ -2,8 +2,19 @@
 //! 2.0 `initialize` → `session/load` → `session/prompt`, the reply gathered from
 //! `agent_message_chunk` notifications, and every permission request denied.
 //!
-//! The connect and the two set-up calls share one handshake timeout; the prompt itself
-//! runs as long as the agent needs, bounded only by the caller (the delivery deadline).
+//! Every message sent and read is a type of the `agent-client-protocol-schema` crate
+//! (envelopes included), so this client and the sandbox's fake agent, which uses the
+//! same types, cannot drift together away from the real protocol. Updates are read by
+//! their `sessionUpdate` kind first: a kind this client does not read (a newer agent's)
+//! is skipped, not an error.
+//!
+//! The connect and the two set-up calls share one handshake timeout
+//! (`SPRITZ_SLACK_HTTP_TIMEOUT`); the prompt runs until the agent ends the turn or the
+//! caller's deadline, whichever comes first. At the deadline the client sends
+//! `session/cancel` and waits a short, bounded time for the agent to end the turn.
+//! Only `stopReason: end_turn` is a reply; every other stop reason is
+//! [`AcpError::Stopped`], which carries the text the user is told instead.
+//!
 //! Whether the prompt reached the agent matters more than anything else here: once any
 //! message about it came back it must never be sent again, so the caller hears about
 //! that the moment it happens, through a oneshot, not only when the call ends.
@@ -11,12 +22,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_client_protocol_schema::ProtocolVersion;
+use agent_client_protocol_schema::v1::{
+    AGENT_METHOD_NAMES, CLIENT_METHOD_NAMES, CancelNotification, ContentBlock,
+    EmbeddedResourceResource, Error as RpcError, Implementation, InitializeRequest,
+    InitializeResponse, JsonRpcMessage, LoadSessionRequest, LoadSessionResponse, Notification,
+    PromptRequest, PromptResponse, Request, RequestId, RequestPermissionRequest, Response,
+    SessionId, SessionNotification, SessionUpdate, TextContent,
+};
 use futures::{SinkExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -24,19 +45,37 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
+pub use agent_client_protocol_schema::v1::StopReason;
+
 use super::http::{join, says_spritz_not_found};
+use crate::config::WorkerConfig;
 
-/// Connect plus `initialize` plus `session/load`, unless set otherwise.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a prompt cancelled at the deadline may take to end with
+/// `stopReason: cancelled` before the client gives up on it.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
-/// JSON-RPC error code the permission denial is answered with.
-const PERMISSION_DENIED: i64 = -32000;
-const METHOD_NOT_FOUND: i64 = -32601;
-const PROTOCOL_VERSION: u64 = 1;
+/// JSON-RPC error code the permission denial is answered with (SPEC §2).
+const PERMISSION_DENIED: i32 = -32000;
 const CLIENT_NAME: &str = "spritz-slack-gateway";
+const CLIENT_TITLE: &str = "Spritz Slack gateway";
+/// The `sessionUpdate` kind that carries reply text (checked against the schema in the
+/// tests).
+const AGENT_MESSAGE_CHUNK: &str = "agent_message_chunk";
 /// Per-connection read buffer. The default (128 KiB, zeroed on every connect) costs
 /// more than the whole exchange of a short prompt; larger messages take more reads.
 const READ_BUFFER: usize = 8 * 1024;
+
+/// What the user is told when the agent ended the turn with `refusal`.
+pub const REFUSAL_REPLY: &str = "The agent declined to answer that request.";
+/// … with `max_tokens`.
+pub const MAX_TOKENS_REPLY: &str =
+    "The agent's answer was too long and was cut off. Please ask for a shorter answer.";
+/// … with `max_turn_requests`.
+pub const MAX_TURN_REQUESTS_REPLY: &str = "The agent needed more steps than it may take for one request and stopped. Please try a smaller request.";
+/// … with `cancelled` (the agent's own cancellation, not the delivery deadline).
+pub const CANCELLED_REPLY: &str = "The request was cancelled before the agent finished.";
+/// … with a stop reason newer than this client.
+pub const OTHER_STOP_REPLY: &str = "The agent stopped before it finished its answer.";
 
 /// Prompts agents over ACP. Cheap to clone; the TLS configuration (and with it the
 /// TLS session cache, so reconnects resume instead of doing a full handshake) is
@@ -46,7 +85,6 @@ pub struct AcpClient {
     inner: Arc<Inner>,
 }
 
-#[derive(Clone)]
 struct Inner {
     base_url: Url,
     authorization: Option<HeaderValue>,
@@ -61,9 +99,19 @@ pub enum AcpError {
     /// was not delivered.
     #[error("the spritz runtime no longer exists")]
     RuntimeVanished,
-    /// The agent finished the prompt without any reply text.
+    /// The agent ended the turn (`end_turn`) without any reply text.
     #[error("the agent finished without a reply")]
     EmptyReply,
+    /// The agent ended the turn with another stop reason than `end_turn` (refusal,
+    /// `max_tokens`, `max_turn_requests`, its own cancellation). Delivered; the user is
+    /// told [`AcpError::stopped_reply`] instead of a partial answer.
+    #[error("the agent stopped the turn: {}", stop_reason_name(*reason))]
+    Stopped { reason: StopReason },
+    /// The deadline came before the turn ended. If the prompt had been sent,
+    /// `session/cancel` was sent too. `delivered` tells whether the agent had already
+    /// answered something about the prompt.
+    #[error("the deadline ended the prompt (delivered: {delivered})")]
+    DeadlineExceeded { delivered: bool },
     /// Anything else. `delivered` tells whether the agent had already answered
     /// something about the prompt (then it must not be sent again).
     #[error("ACP prompt failed (delivered: {delivered}): {reason}")]
@@ -75,9 +123,28 @@ impl AcpError {
     pub fn delivered(&self) -> bool {
         match self {
             AcpError::RuntimeVanished => false,
-            AcpError::EmptyReply => true,
-            AcpError::Failed { delivered, .. } => *delivered,
+            AcpError::EmptyReply | AcpError::Stopped { .. } => true,
+            AcpError::DeadlineExceeded { delivered } | AcpError::Failed { delivered, .. } => {
+                *delivered
+            }
         }
+    }
+
+    /// For [`AcpError::Stopped`], the reply to post in the conversation: the turn is
+    /// over and the agent will not say more, so the user is told why there is no
+    /// answer. `None` for every other error.
+    pub fn stopped_reply(&self) -> Option<&'static str> {
+        let AcpError::Stopped { reason } = self else {
+            return None;
+        };
+        Some(match reason {
+            StopReason::Refusal => REFUSAL_REPLY,
+            StopReason::MaxTokens => MAX_TOKENS_REPLY,
+            StopReason::MaxTurnRequests => MAX_TURN_REQUESTS_REPLY,
+            StopReason::Cancelled => CANCELLED_REPLY,
+            // `end_turn` is never `Stopped`; later schema versions may add reasons.
+            _ => OTHER_STOP_REPLY,
+        })
     }
 
     fn before_delivery(reason: impl Into<String>) -> Self {
@@ -88,10 +155,27 @@ impl AcpError {
     }
 }
 
+/// The wire name of a stop reason, for error messages and logs.
+fn stop_reason_name(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::EndTurn => "end_turn",
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::MaxTurnRequests => "max_turn_requests",
+        StopReason::Refusal => "refusal",
+        StopReason::Cancelled => "cancelled",
+        _ => "unknown",
+    }
+}
+
 impl AcpClient {
     /// `spritz_base_url` is `SPRITZ_SLACK_SPRITZ_BASE_URL`; `http` becomes `ws` and
-    /// `https` becomes `wss`, the base path is kept.
-    pub fn new(spritz_base_url: Url, service_token: SecretString) -> Self {
+    /// `https` becomes `wss`, the base path is kept. `handshake_timeout` bounds the
+    /// connect, `initialize` and `session/load` together (`SPRITZ_SLACK_HTTP_TIMEOUT`).
+    pub fn new(
+        spritz_base_url: Url,
+        service_token: SecretString,
+        handshake_timeout: Duration,
+    ) -> Self {
         let mut authorization =
             HeaderValue::from_str(&format!("Bearer {}", service_token.expose_secret())).ok();
         if let Some(value) = authorization.as_mut() {
@@ -105,17 +189,19 @@ impl AcpClient {
                 base_url: spritz_base_url,
                 authorization,
                 connector,
-                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+                handshake_timeout,
             }),
         }
     }
 
-    /// Bounds the connect, `initialize` and `session/load` together (use
-    /// `SPRITZ_SLACK_HTTP_TIMEOUT`).
-    #[must_use]
-    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
-        Arc::make_mut(&mut self.inner).handshake_timeout = timeout;
-        self
+    /// The worker's client: `SPRITZ_SLACK_SPRITZ_BASE_URL`, the service token, and
+    /// `SPRITZ_SLACK_HTTP_TIMEOUT` as the handshake timeout (SPEC §2: every call has it).
+    pub fn from_config(config: &WorkerConfig) -> Self {
+        Self::new(
+            config.services.spritz_base_url.clone(),
+            config.services.spritz_service_token.clone(),
+            config.timing.http_timeout,
+        )
     }
 
     /// `{base}/api/acp/conversations/<id>/connect?namespace=<ns>` with a ws(s) scheme.
@@ -143,15 +229,24 @@ impl AcpClient {
         Ok(url)
     }
 
-    /// Sends `text` to the agent session and returns its reply.
+    /// Sends `text` to the agent session and returns its reply: the text of the
+    /// `agent_message_chunk`s of a turn that ended with `end_turn`.
     ///
     /// `delivered` fires once, as soon as any message about the prompt came back
-    /// (a notification, a permission request or the response). There is no overall
-    /// timeout: drop the future to give up.
+    /// (a notification, a permission request or the response). `deadline` bounds the
+    /// whole call: the handshake ends at it (or at the handshake timeout, if sooner);
+    /// a prompt still running at it is cancelled with `session/cancel` and given
+    /// [`CANCEL_GRACE`] to end. A turn that still ends with `end_turn` in that grace is
+    /// a reply; otherwise the call ends with [`AcpError::DeadlineExceeded`].
     ///
     /// # Errors
-    /// [`AcpError`]; `RuntimeVanished` and `Failed { delivered: false, .. }` mean the
-    /// agent never saw the prompt.
+    /// [`AcpError`]; `RuntimeVanished`, `Failed { delivered: false, .. }` and
+    /// `DeadlineExceeded { delivered: false }` mean the agent never answered anything
+    /// about the prompt. `Stopped` carries the text to reply instead.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the session's coordinates, the text, the deadline and the delivered signal are independent inputs; kept flat so the pipeline's call stays as it was"
+    )]
     pub async fn prompt(
         &self,
         conversation_id: &str,
@@ -159,41 +254,46 @@ impl AcpClient {
         session_id: &str,
         cwd: &str,
         text: &str,
+        deadline: Instant,
         delivered: oneshot::Sender<()>,
     ) -> Result<String, AcpError> {
         let url = self.connect_url(conversation_id, namespace)?;
+        let session_id = SessionId::new(session_id);
         let handshake = async {
-            let mut rpc = self.connect(&url).await?;
-            rpc.call(
-                "initialize",
-                json!({
-                    "protocolVersion": PROTOCOL_VERSION,
-                    "clientCapabilities": {},
-                    "clientInfo": {"name": CLIENT_NAME, "version": env!("CARGO_PKG_VERSION")},
-                }),
-            )
-            .await?;
-            rpc.call(
-                "session/load",
-                json!({"sessionId": session_id, "cwd": cwd, "mcpServers": []}),
-            )
-            .await?;
+            let mut rpc = self.connect(&url, session_id.clone()).await?;
+            let initialized: InitializeResponse = rpc
+                .call(AGENT_METHOD_NAMES.initialize, initialize_request())
+                .await?;
+            if initialized.protocol_version != ProtocolVersion::V1 {
+                return Err(AcpError::before_delivery(format!(
+                    "the agent answered ACP protocol version {}",
+                    initialized.protocol_version
+                )));
+            }
+            let load = LoadSessionRequest::new(session_id.clone(), cwd);
+            let _: LoadSessionResponse = rpc.call(AGENT_METHOD_NAMES.session_load, load).await?;
             Ok::<_, AcpError>(rpc)
         };
-        let mut rpc = tokio::time::timeout(self.inner.handshake_timeout, handshake)
-            .await
-            .map_err(|_| AcpError::before_delivery("ACP handshake timed out"))??;
-        let params = json!({"sessionId": session_id, "prompt": [{"type": "text", "text": text}]});
-        let outcome = rpc.prompt(params, delivered).await;
+        let handshake_end = (Instant::now() + self.inner.handshake_timeout).min(deadline);
+        let mut rpc = match tokio::time::timeout_at(handshake_end, handshake).await {
+            Ok(connected) => connected?,
+            Err(_) if handshake_end == deadline => {
+                return Err(AcpError::DeadlineExceeded { delivered: false });
+            }
+            Err(_) => return Err(AcpError::before_delivery("ACP handshake timed out")),
+        };
+        let request =
+            PromptRequest::new(session_id, vec![ContentBlock::Text(TextContent::new(text))]);
+        let outcome = rpc.prompt(request, deadline, delivered).await;
         rpc.close().await;
-        let reply = outcome?;
-        if reply.trim().is_empty() {
-            return Err(AcpError::EmptyReply);
+        match outcome? {
+            (StopReason::EndTurn, reply) if reply.trim().is_empty() => Err(AcpError::EmptyReply),
+            (StopReason::EndTurn, reply) => Ok(reply),
+            (reason, _) => Err(AcpError::Stopped { reason }),
         }
-        Ok(reply)
     }
 
-    async fn connect(&self, url: &Url) -> Result<Rpc, AcpError> {
+    async fn connect(&self, url: &Url, session_id: SessionId) -> Result<Rpc, AcpError> {
         let authorization = self.inner.authorization.clone().ok_or_else(|| {
             AcpError::before_delivery("the service token is not a valid header value")
         })?;
@@ -212,7 +312,11 @@ impl AcpClient {
         )
         .await;
         match connected {
-            Ok((socket, _)) => Ok(Rpc { socket, next_id: 0 }),
+            Ok((socket, _)) => Ok(Rpc {
+                socket,
+                next_id: 0,
+                session_id,
+            }),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
                 let body = response.body().as_deref().unwrap_or_default();
@@ -231,6 +335,14 @@ impl AcpClient {
     }
 }
 
+/// `initialize` with protocol version 1, no client capabilities (no file system, no
+/// terminal: the Slack gateway runs nothing for the agent) and who we are.
+fn initialize_request() -> InitializeRequest {
+    InitializeRequest::new(ProtocolVersion::V1).client_info(
+        Implementation::new(CLIENT_NAME, env!("CARGO_PKG_VERSION")).title(CLIENT_TITLE.to_owned()),
+    )
+}
+
 /// A TLS configuration with the webpki roots, built once per client.
 fn tls_connector() -> Option<Connector> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -244,45 +356,41 @@ fn tls_connector() -> Option<Connector> {
     Some(Connector::Rustls(Arc::new(config)))
 }
 
-/// One JSON-RPC conversation over the websocket.
+/// One JSON-RPC conversation over the websocket, about one agent session.
 struct Rpc {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    next_id: u64,
+    next_id: i64,
+    session_id: SessionId,
 }
 
-/// A JSON-RPC message as it arrives: a response, a notification or a request.
+/// A JSON-RPC message from the agent, in the schema's envelopes; the payload is read
+/// once the method (or, for a response, the request) says which type it is.
 #[derive(Deserialize)]
-struct Incoming {
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<Value>,
-    #[serde(default)]
-    error: Option<RpcError>,
-}
-
-#[derive(Deserialize)]
-struct RpcError {
-    #[serde(default)]
-    code: i64,
+#[serde(untagged)]
+enum Incoming {
+    Request(Request<Value>),
+    Response(Response<Value>),
+    Notification(Notification<Value>),
 }
 
 /// What one incoming message meant to the call waiting on it.
 enum Step {
-    /// Our request's response: `Err(code)` for a JSON-RPC error.
-    Response(Result<(), i64>),
+    /// Our request's response: its result, or the JSON-RPC error.
+    Response(Result<Value, RpcError>),
     /// An `agent_message_chunk` notification's text.
     Chunk(String),
-    /// Anything else (other notifications, requests we answered, foreign responses).
+    /// Anything else (other updates, requests we answered, foreign responses).
     Other,
 }
 
 impl Rpc {
     /// A request whose answer is all that matters (the set-up calls). Messages about
     /// other things, such as history replayed by `session/load`, are skipped.
-    async fn call(&mut self, method: &str, params: Value) -> Result<(), AcpError> {
+    async fn call<P: Serialize, R: DeserializeOwned>(
+        &mut self,
+        method: &'static str,
+        params: P,
+    ) -> Result<R, AcpError> {
         let id = self
             .send_request(method, params)
             .await
@@ -293,14 +401,21 @@ impl Rpc {
                 .await
                 .map_err(|reason| AcpError::before_delivery(format!("{method}: {reason}")))?;
             match self
-                .handle(&message, id)
+                .handle(message, &id)
                 .await
                 .map_err(|reason| AcpError::before_delivery(format!("{method}: {reason}")))?
             {
-                Step::Response(Ok(())) => return Ok(()),
-                Step::Response(Err(code)) => {
+                Step::Response(Ok(result)) => {
+                    return serde_json::from_value(result).map_err(|_| {
+                        AcpError::before_delivery(format!(
+                            "{method} answered a result that does not match the ACP schema"
+                        ))
+                    });
+                }
+                Step::Response(Err(error)) => {
                     return Err(AcpError::before_delivery(format!(
-                        "{method} answered JSON-RPC error {code}"
+                        "{method} answered JSON-RPC error {}",
+                        i32::from(error.code)
                     )));
                 }
                 Step::Chunk(_) | Step::Other => {}
@@ -308,41 +423,90 @@ impl Rpc {
         }
     }
 
-    /// `session/prompt`: gathers the reply until the response arrives.
+    /// `session/prompt`: gathers the reply until the response arrives, and returns the
+    /// turn's stop reason with it; at `deadline` sends `session/cancel` and waits at
+    /// most [`CANCEL_GRACE`] more.
     async fn prompt(
         &mut self,
-        params: Value,
+        request: PromptRequest,
+        deadline: Instant,
         delivered: oneshot::Sender<()>,
-    ) -> Result<String, AcpError> {
+    ) -> Result<(StopReason, String), AcpError> {
         let id = self
-            .send_request("session/prompt", params)
+            .send_request(AGENT_METHOD_NAMES.session_prompt, request)
             .await
             .map_err(AcpError::before_delivery)?;
         let mut delivered = Some(delivered);
         let mut reply = String::new();
+        // Set once `session/cancel` went out: the end of the grace.
+        let mut cancelled: Option<Instant> = None;
         loop {
             let failed =
                 |reason: String, delivered: &Option<oneshot::Sender<()>>| AcpError::Failed {
                     delivered: delivered.is_none(),
                     reason: format!("session/prompt: {reason}"),
                 };
-            let message = match self.receive().await {
-                Ok(message) => message,
-                Err(reason) => return Err(failed(reason, &delivered)),
+            let timed_out = |delivered: &Option<oneshot::Sender<()>>| AcpError::DeadlineExceeded {
+                delivered: delivered.is_none(),
+            };
+            let message = match tokio::time::timeout_at(
+                cancelled.unwrap_or(deadline),
+                self.receive(),
+            )
+            .await
+            {
+                Ok(Ok(message)) => message,
+                Ok(Err(_)) if cancelled.is_some() => return Err(timed_out(&delivered)),
+                Ok(Err(reason)) => return Err(failed(reason, &delivered)),
+                Err(_) if cancelled.is_some() => return Err(timed_out(&delivered)),
+                Err(_) => {
+                    // The deadline: ask the agent to stop, then give it a moment to end
+                    // the turn (`cancelled`) so it is not left working for nobody.
+                    let cancel = Notification {
+                        method: AGENT_METHOD_NAMES.session_cancel.into(),
+                        params: Some(CancelNotification::new(self.session_id.clone())),
+                    };
+                    if self.send(cancel).await.is_err() {
+                        return Err(timed_out(&delivered));
+                    }
+                    cancelled = Some(Instant::now() + CANCEL_GRACE);
+                    continue;
+                }
             };
             // Something came back about the prompt, even if it cannot be read.
             if let Some(sender) = delivered.take() {
                 let _ = sender.send(());
             }
-            match self
-                .handle(&message, id)
-                .await
-                .map_err(|reason| failed(reason, &delivered))?
-            {
-                Step::Response(Ok(())) => return Ok(reply),
-                Step::Response(Err(code)) => {
+            let step = match self.handle(message, &id).await {
+                Ok(step) => step,
+                Err(_) if cancelled.is_some() => return Err(timed_out(&delivered)),
+                Err(reason) => return Err(failed(reason, &delivered)),
+            };
+            match step {
+                Step::Response(Ok(result)) => {
+                    let response: PromptResponse = match serde_json::from_value(result) {
+                        Ok(response) => response,
+                        Err(_) if cancelled.is_some() => return Err(timed_out(&delivered)),
+                        Err(_) => {
+                            return Err(failed(
+                                "a result that does not match the ACP schema".to_owned(),
+                                &delivered,
+                            ));
+                        }
+                    };
+                    return match response.stop_reason {
+                        // The agent finished just as it was cancelled: the reply is whole.
+                        StopReason::EndTurn => Ok((StopReason::EndTurn, reply)),
+                        _ if cancelled.is_some() => Err(timed_out(&delivered)),
+                        reason => Ok((reason, reply)),
+                    };
+                }
+                Step::Response(Err(_)) if cancelled.is_some() => {
+                    return Err(timed_out(&delivered));
+                }
+                Step::Response(Err(error)) => {
                     return Err(failed(
-                        format!("answered JSON-RPC error {code}"),
+                        format!("answered JSON-RPC error {}", i32::from(error.code)),
                         &delivered,
                     ));
                 }
@@ -352,22 +516,33 @@ impl Rpc {
         }
     }
 
-    async fn send_request(&mut self, method: &str, params: Value) -> Result<u64, String> {
+    async fn send_request<P: Serialize>(
+        &mut self,
+        method: &'static str,
+        params: P,
+    ) -> Result<RequestId, String> {
         self.next_id += 1;
-        let id = self.next_id;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.send(&request).await?;
+        let id = RequestId::Number(self.next_id);
+        let request = Request {
+            id: id.clone(),
+            method: method.into(),
+            params: Some(params),
+        };
+        self.send(request).await?;
         Ok(id)
     }
 
-    async fn send(&mut self, message: &Value) -> Result<(), String> {
+    async fn send<M: Serialize>(&mut self, message: M) -> Result<(), String> {
+        let text = serde_json::to_string(&JsonRpcMessage::wrap(message))
+            .map_err(|_| "could not encode a JSON-RPC message".to_owned())?;
         self.socket
-            .send(Message::text(message.to_string()))
+            .send(Message::text(text))
             .await
             .map_err(|error| format!("could not send: {error}"))
     }
 
-    /// The next data message; pings are answered by the websocket layer.
+    /// The next data message; pings are answered by the websocket layer. Cancel-safe:
+    /// dropping it at a deadline loses no message.
     async fn receive(&mut self) -> Result<Incoming, String> {
         loop {
             let frame = match self.socket.next().await {
@@ -376,44 +551,54 @@ impl Rpc {
                 Some(Ok(frame)) => frame,
             };
             let parsed = match &frame {
-                Message::Text(text) => serde_json::from_str::<Incoming>(text.as_str()),
-                Message::Binary(bytes) => serde_json::from_slice::<Incoming>(bytes),
+                Message::Text(text) => {
+                    serde_json::from_str::<JsonRpcMessage<Incoming>>(text.as_str())
+                }
+                Message::Binary(bytes) => serde_json::from_slice::<JsonRpcMessage<Incoming>>(bytes),
                 Message::Close(_) => return Err("the agent closed the connection".to_owned()),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             };
-            return parsed.map_err(|_| "the agent sent a message that is not JSON-RPC".to_owned());
+            return parsed
+                .map(JsonRpcMessage::into_inner)
+                .map_err(|_| "the agent sent a message that is not JSON-RPC 2.0".to_owned());
         }
     }
 
     /// Classifies a message and answers the agent's requests.
-    async fn handle(&mut self, message: &Incoming, waiting_for: u64) -> Result<Step, String> {
-        match (&message.method, &message.id) {
-            (Some(method), Some(id)) => {
-                // A request from the agent. No interactive approvals; no other client
-                // capability was offered.
-                let (code, text) = if method == "session/request_permission" {
-                    (
-                        PERMISSION_DENIED,
-                        "Permission denied: interactive approvals are unavailable in the Slack gateway.",
-                    )
+    async fn handle(&mut self, message: Incoming, waiting_for: &RequestId) -> Result<Step, String> {
+        match message {
+            Incoming::Request(request) => {
+                // No interactive approvals; no other client capability was offered.
+                let error = if &*request.method == CLIENT_METHOD_NAMES.session_request_permission {
+                    let params = request.params.unwrap_or(Value::Null);
+                    match serde_json::from_value::<RequestPermissionRequest>(params) {
+                        Ok(_) => RpcError::new(
+                            PERMISSION_DENIED,
+                            "Permission denied: interactive approvals are unavailable in the Slack gateway.",
+                        ),
+                        Err(_) => RpcError::invalid_params(),
+                    }
                 } else {
-                    (METHOD_NOT_FOUND, "Method not found")
+                    RpcError::method_not_found()
                 };
-                let answer =
-                    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": text}});
-                self.send(&answer).await?;
+                self.send(Response::<(), _>::new(request.id, Err(error)))
+                    .await?;
                 Ok(Step::Other)
             }
-            (Some(method), None) => {
-                Ok(chunk_text(method, message.params.as_ref()).map_or(Step::Other, Step::Chunk))
+            Incoming::Notification(notification) => {
+                if &*notification.method != CLIENT_METHOD_NAMES.session_update {
+                    return Ok(Step::Other);
+                }
+                let params = notification.params.unwrap_or(Value::Null);
+                Ok(chunk_text(params, &self.session_id)?.map_or(Step::Other, Step::Chunk))
             }
-            (None, Some(id)) if is_id(id, waiting_for) => {
-                Ok(Step::Response(match &message.error {
-                    Some(error) => Err(error.code),
-                    None => Ok(()),
-                }))
+            Incoming::Response(Response::Result { id, result }) if id == *waiting_for => {
+                Ok(Step::Response(Ok(result)))
             }
-            (None, _) => Ok(Step::Other),
+            Incoming::Response(Response::Error { id, error }) if id == *waiting_for => {
+                Ok(Step::Response(Err(error)))
+            }
+            Incoming::Response(_) => Ok(Step::Other),
         }
     }
 
@@ -423,110 +608,158 @@ impl Rpc {
     }
 }
 
-fn is_id(id: &Value, expected: u64) -> bool {
-    match id {
-        Value::Number(n) => n.as_u64() == Some(expected),
-        Value::String(s) => s.parse::<u64>().ok() == Some(expected),
-        _ => false,
+/// The reply text of a `session/update` notification about `session_id`; `None` for
+/// other updates. The kind is read first, so an update kind this client does not
+/// know (or does not read) is skipped without being parsed; a chunk that does not
+/// match the schema is an error, because part of the reply would be lost.
+fn chunk_text(params: Value, session_id: &SessionId) -> Result<Option<String>, String> {
+    let kind = params
+        .get("update")
+        .and_then(|update| update.get("sessionUpdate"))
+        .and_then(Value::as_str);
+    if kind != Some(AGENT_MESSAGE_CHUNK) {
+        return Ok(None);
+    }
+    let notification: SessionNotification = serde_json::from_value(params)
+        .map_err(|_| "an agent_message_chunk that does not match the ACP schema".to_owned())?;
+    if notification.session_id != *session_id {
+        return Ok(None);
+    }
+    match notification.update {
+        SessionUpdate::AgentMessageChunk(chunk) => Ok(Some(content_text(chunk.content))),
+        _ => Ok(None),
     }
 }
 
-/// The text of a `session/update` `agent_message_chunk` notification.
-fn chunk_text(method: &str, params: Option<&Value>) -> Option<String> {
-    if method != "session/update" {
-        return None;
-    }
-    let update = params?.get("update")?;
-    if update
-        .get("sessionUpdate")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        != Some("agent_message_chunk")
-    {
-        return None;
-    }
-    let mut text = String::new();
-    extract_text(update.get("content").unwrap_or(&Value::Null), &mut text);
-    Some(text)
-}
-
-/// Appends the readable text of an ACP content value: a string, a text block, nested
-/// `content`, an embedded `resource` (its text, else its uri) or a `uri`; lists are
-/// joined by newlines. Whitespace is kept as sent: chunks split words anywhere.
-fn extract_text(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => {}
-        Value::String(text) => out.push_str(text),
-        Value::Bool(_) | Value::Number(_) => out.push_str(&value.to_string()),
-        Value::Array(items) => {
-            let mut first = true;
-            for item in items {
-                let mut part = String::new();
-                extract_text(item, &mut part);
-                if part.is_empty() {
-                    continue;
-                }
-                if !first {
-                    out.push('\n');
-                }
-                out.push_str(&part);
-                first = false;
-            }
-        }
-        Value::Object(fields) => {
-            if let Some(Value::String(text)) = fields.get("text")
-                && !text.is_empty()
-            {
-                out.push_str(text);
-            } else if let Some(content) = fields.get("content") {
-                extract_text(content, out);
-            } else if let Some(resource) = fields.get("resource") {
-                extract_text(resource, out);
-            } else if let Some(Value::String(uri)) = fields.get("uri") {
-                out.push_str(uri);
-            }
-        }
+/// The readable text of a content block: its text, an embedded resource's text (else
+/// its uri), or a link's uri. Whitespace is kept as sent: chunks split words anywhere.
+fn content_text(content: ContentBlock) -> String {
+    match content {
+        ContentBlock::Text(text) => text.text,
+        ContentBlock::Resource(resource) => match resource.resource {
+            EmbeddedResourceResource::TextResourceContents(contents) => contents.text,
+            EmbeddedResourceResource::BlobResourceContents(contents) => contents.uri,
+            _ => String::new(),
+        },
+        ContentBlock::ResourceLink(link) => link.uri,
+        ContentBlock::Image(image) => image.uri.unwrap_or_default(),
+        _ => String::new(),
     }
 }
 
 #[cfg(test)]
 mod text_tests {
+    use agent_client_protocol_schema::v1::{
+        BlobResourceContents, ContentChunk, EmbeddedResource, ResourceLink, TextResourceContents,
+    };
+    use serde_json::json;
+
     use super::*;
 
-    fn text_of(content: Value) -> String {
-        chunk_text(
-            "session/update",
-            Some(&json!({"update": {"sessionUpdate": "agent_message_chunk", "content": content}})),
-        )
-        .unwrap_or_default()
+    const SESSION: &str = "sess-1";
+
+    /// A `session/update` notification's params, as the schema writes them.
+    fn update_params(update: SessionUpdate) -> Value {
+        serde_json::to_value(SessionNotification::new(SESSION, update)).expect("json")
+    }
+
+    fn text_of(content: ContentBlock) -> Option<String> {
+        let update = SessionUpdate::AgentMessageChunk(ContentChunk::new(content));
+        chunk_text(update_params(update), &SessionId::new(SESSION)).expect("a chunk")
     }
 
     #[test]
-    fn chunk_text_comes_from_text_nested_content_resource_text_or_uri() {
-        assert_eq!(text_of(json!({"type": "text", "text": "Hel"})), "Hel");
+    fn the_chunk_kind_read_first_is_the_schemas_name_for_agent_message_chunks() {
+        let update = SessionUpdate::AgentMessageChunk(ContentChunk::new(ContentBlock::Text(
+            TextContent::new("x"),
+        )));
         assert_eq!(
-            text_of(json!({"content": {"type": "text", "text": "lo "}})),
-            "lo "
+            update_params(update)["update"]["sessionUpdate"],
+            AGENT_MESSAGE_CHUNK
         );
-        assert_eq!(
-            text_of(json!({"type": "resource", "resource": {"uri": "file:///a", "text": "body"}})),
-            "body"
-        );
-        assert_eq!(
-            text_of(json!({"type": "resource_link", "uri": "file:///b"})),
-            "file:///b"
-        );
-        assert_eq!(text_of(json!([{"text": "a"}, {"text": ""}, "b"])), "a\nb");
     }
 
     #[test]
-    fn only_agent_message_chunks_count() {
-        let thought =
-            json!({"update": {"sessionUpdate": "agent_thought_chunk", "content": {"text": "hmm"}}});
-        assert_eq!(chunk_text("session/update", Some(&thought)), None);
-        let chunk =
-            json!({"update": {"sessionUpdate": "agent_message_chunk", "content": {"text": "x"}}});
-        assert_eq!(chunk_text("session/other", Some(&chunk)), None);
+    fn chunk_text_comes_from_text_resource_text_blob_uri_or_link_uri() {
+        assert_eq!(
+            text_of(ContentBlock::Text(TextContent::new("Hel"))).as_deref(),
+            Some("Hel")
+        );
+        let text = TextResourceContents::new("body", "file:///a");
+        assert_eq!(
+            text_of(ContentBlock::Resource(EmbeddedResource::new(
+                EmbeddedResourceResource::TextResourceContents(text)
+            )))
+            .as_deref(),
+            Some("body")
+        );
+        let blob = BlobResourceContents::new("AAAA", "file:///blob");
+        assert_eq!(
+            text_of(ContentBlock::Resource(EmbeddedResource::new(
+                EmbeddedResourceResource::BlobResourceContents(blob)
+            )))
+            .as_deref(),
+            Some("file:///blob")
+        );
+        assert_eq!(
+            text_of(ContentBlock::ResourceLink(ResourceLink::new(
+                "b",
+                "file:///b"
+            )))
+            .as_deref(),
+            Some("file:///b")
+        );
+    }
+
+    #[test]
+    fn only_agent_message_chunks_of_this_session_count() {
+        let session = SessionId::new(SESSION);
+        let thought = SessionUpdate::AgentThoughtChunk(ContentChunk::new(ContentBlock::Text(
+            TextContent::new("hmm"),
+        )));
+        assert_eq!(chunk_text(update_params(thought), &session), Ok(None));
+        let chunk = SessionUpdate::AgentMessageChunk(ContentChunk::new(ContentBlock::Text(
+            TextContent::new("x"),
+        )));
+        let other = SessionId::new("another-session");
+        assert_eq!(chunk_text(update_params(chunk), &other), Ok(None));
+    }
+
+    #[test]
+    fn an_unknown_update_kind_is_skipped_and_a_malformed_chunk_is_an_error() {
+        let session = SessionId::new(SESSION);
+        let unknown =
+            json!({"sessionId": SESSION, "update": {"sessionUpdate": "from_the_future", "x": 1}});
+        assert_eq!(chunk_text(unknown, &session), Ok(None));
+        let malformed = json!({"sessionId": SESSION, "update": {"sessionUpdate": AGENT_MESSAGE_CHUNK, "content": "bare"}});
+        assert!(chunk_text(malformed, &session).is_err());
+    }
+
+    #[test]
+    fn every_stop_reason_but_end_turn_has_a_reply_and_counts_as_delivered() {
+        for (reason, text) in [
+            (StopReason::Refusal, REFUSAL_REPLY),
+            (StopReason::MaxTokens, MAX_TOKENS_REPLY),
+            (StopReason::MaxTurnRequests, MAX_TURN_REQUESTS_REPLY),
+            (StopReason::Cancelled, CANCELLED_REPLY),
+        ] {
+            let error = AcpError::Stopped { reason };
+            assert_eq!(error.stopped_reply(), Some(text), "{reason:?}");
+            assert!(error.delivered());
+        }
+        assert_eq!(AcpError::EmptyReply.stopped_reply(), None);
+        assert!(AcpError::DeadlineExceeded { delivered: true }.delivered());
+        assert!(!AcpError::DeadlineExceeded { delivered: false }.delivered());
+    }
+
+    #[test]
+    fn client_info_names_the_gateway_with_a_title_and_the_crate_version() {
+        let request = serde_json::to_value(initialize_request()).expect("json");
+        assert_eq!(request["protocolVersion"], 1);
+        assert_eq!(
+            request["clientInfo"],
+            json!({"name": "spritz-slack-gateway", "title": "Spritz Slack gateway", "version": env!("CARGO_PKG_VERSION")})
+        );
     }
 
     #[test]
@@ -534,6 +767,7 @@ mod text_tests {
         let client = AcpClient::new(
             Url::parse("https://host/spritz/").expect("url"),
             SecretString::from("t"),
+            Duration::from_secs(1),
         );
         let url = client.connect_url("conv 1", "team-a").expect("url");
         assert_eq!(
@@ -543,6 +777,7 @@ mod text_tests {
         let client = AcpClient::new(
             Url::parse("http://127.0.0.1:9/").expect("url"),
             SecretString::from("t"),
+            Duration::from_secs(1),
         );
         assert_eq!(
             client.connect_url("c", "n").expect("url").as_str(),
@@ -556,6 +791,9 @@ mod tests {
     use chrono::Utc;
     use spritz_sandbox::spritz_api::{AgentBehaviour, FakeSpritz};
 
+    use agent_client_protocol_schema::ProtocolVersion;
+    use spritz_service::config::Env;
+
     use super::*;
     use crate::clients::backend::{ChannelSession, ProviderAuth};
     use crate::clients::http::build_client;
@@ -563,6 +801,10 @@ mod tests {
     use crate::clients::spritz::{ConversationUpsert, SpritzClient};
 
     const SERVICE: &str = "service-token";
+    /// A deadline no test reaches.
+    const FAR: Duration = Duration::from_secs(60);
+    /// How long a test waits for something that should happen at once.
+    const WAIT: Duration = Duration::from_secs(10);
 
     /// A fake runtime with one conversation, bootstrapped, ready to prompt.
     struct Ready {
@@ -612,8 +854,7 @@ mod tests {
                 .bootstrap(&conversation.id, "team-a")
                 .await
                 .expect("bootstrap");
-            let acp = AcpClient::new(base, SecretString::from(SERVICE))
-                .with_handshake_timeout(Duration::from_secs(5));
+            let acp = AcpClient::new(base, SecretString::from(SERVICE), Duration::from_secs(5));
             Ready {
                 spritz,
                 acp,
@@ -623,8 +864,17 @@ mod tests {
             }
         }
 
-        /// Prompts and reports whether `delivered` fired.
+        /// Prompts with a deadline far away and reports whether `delivered` fired.
         async fn prompt(&self, text: &str) -> (Result<String, AcpError>, bool) {
+            self.prompt_until(text, Instant::now() + FAR).await
+        }
+
+        /// Prompts and reports whether `delivered` fired.
+        async fn prompt_until(
+            &self,
+            text: &str,
+            deadline: Instant,
+        ) -> (Result<String, AcpError>, bool) {
             let (delivered, fired) = oneshot::channel();
             let result = self
                 .acp
@@ -634,10 +884,25 @@ mod tests {
                     &self.session_id,
                     &self.cwd,
                     text,
+                    deadline,
                     delivered,
                 )
                 .await;
             (result, fired.await.is_ok())
+        }
+
+        /// The agent ends the turn with `reason` after one chunk: the prompt is
+        /// `Stopped`, delivered, with `reply` for the user and not the partial text.
+        async fn assert_stops_with(&self, reason: StopReason, reply: &str) {
+            self.spritz.set_agent(AgentBehaviour::Stop(reason));
+            let (result, delivered) = self.prompt("tell me").await;
+            let error = result.expect_err("not a reply");
+            assert!(
+                matches!(error, AcpError::Stopped { reason: r } if r == reason),
+                "{error:?}"
+            );
+            assert!(error.delivered() && delivered);
+            assert_eq!(error.stopped_reply(), Some(reply));
         }
     }
 
@@ -704,6 +969,7 @@ mod tests {
             &ready.session_id,
             &ready.cwd,
             "wait",
+            Instant::now() + FAR,
             delivered,
         );
         tokio::select! {
@@ -768,6 +1034,7 @@ mod tests {
                 "stale-session",
                 &ready.cwd,
                 "x",
+                Instant::now() + FAR,
                 delivered,
             )
             .await;
@@ -804,11 +1071,182 @@ mod tests {
     #[tokio::test]
     async fn a_connect_that_never_upgrades_times_out_as_undelivered() {
         let (listener, base) = silent_endpoint("spritz").await;
-        let acp = AcpClient::new(base, SecretString::from(SERVICE))
-            .with_handshake_timeout(Duration::from_millis(200));
+        let acp = AcpClient::new(
+            base,
+            SecretString::from(SERVICE),
+            Duration::from_millis(200),
+        );
         let (delivered, _fired) = oneshot::channel();
-        let result = acp.prompt("c", "n", "s", "/home/dev", "x", delivered).await;
+        let result = acp
+            .prompt(
+                "c",
+                "n",
+                "s",
+                "/home/dev",
+                "x",
+                Instant::now() + FAR,
+                delivered,
+            )
+            .await;
         assert_undelivered(&result);
         drop(listener);
+    }
+
+    #[tokio::test]
+    async fn the_handshake_timeout_is_the_configured_http_timeout() {
+        let (listener, base) = silent_endpoint("spritz").await;
+        let env = Env::from_map(vec![
+            ("SPRITZ_SLACK_BACKEND_BASE_URL", "http://backend"),
+            ("SPRITZ_SLACK_BACKEND_INTERNAL_TOKEN", "b"),
+            ("SPRITZ_SLACK_SPRITZ_BASE_URL", base.as_str()),
+            ("SPRITZ_SLACK_SPRITZ_SERVICE_TOKEN", SERVICE),
+            ("SPRITZ_SLACK_PRINCIPAL_ID", "p"),
+            ("SPRITZ_SLACK_HTTP_TIMEOUT", "200ms"),
+        ]);
+        let config = WorkerConfig::from_env(&env).expect("config");
+        let acp = AcpClient::from_config(&config);
+        let (delivered, _fired) = oneshot::channel();
+        // Far below the 15s default: only the configured 200ms ends it in time.
+        let result = tokio::time::timeout(
+            Duration::from_secs(5),
+            acp.prompt(
+                "c",
+                "n",
+                "s",
+                "/home/dev",
+                "x",
+                Instant::now() + FAR,
+                delivered,
+            ),
+        )
+        .await
+        .expect("the handshake ended at the configured timeout");
+        assert!(
+            matches!(&result, Err(AcpError::Failed { delivered: false, reason }) if reason.contains("handshake timed out")),
+            "{result:?}"
+        );
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_before_the_handshake_ends_is_undelivered() {
+        let (listener, base) = silent_endpoint("spritz").await;
+        let acp = AcpClient::new(base, SecretString::from(SERVICE), FAR);
+        let (delivered, _fired) = oneshot::channel();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let result = tokio::time::timeout(
+            WAIT,
+            acp.prompt("c", "n", "s", "/home/dev", "x", deadline, delivered),
+        )
+        .await
+        .expect("ended at the deadline");
+        assert!(
+            matches!(result, Err(AcpError::DeadlineExceeded { delivered: false })),
+            "{result:?}"
+        );
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn the_initialize_params_carry_client_info_with_name_title_and_version() {
+        let ready = Ready::start().await;
+        ready.prompt("hi").await.0.expect("reply");
+        let initializations = ready.spritz.initializations();
+        assert_eq!(initializations.len(), 1);
+        let init = &initializations[0];
+        assert_eq!(init.protocol_version, ProtocolVersion::V1);
+        let info = init.client_info.as_ref().expect("clientInfo");
+        assert_eq!(info.name, "spritz-slack-gateway");
+        assert_eq!(info.title.as_deref(), Some("Spritz Slack gateway"));
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_a_reply_but_stopped_with_the_refusal_text() {
+        let ready = Ready::start().await;
+        ready
+            .assert_stops_with(StopReason::Refusal, REFUSAL_REPLY)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_turn_cut_at_max_tokens_is_not_a_reply_but_stopped_with_its_text() {
+        let ready = Ready::start().await;
+        ready
+            .assert_stops_with(StopReason::MaxTokens, MAX_TOKENS_REPLY)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_turn_ended_at_max_turn_requests_is_not_a_reply_but_stopped_with_its_text() {
+        let ready = Ready::start().await;
+        ready
+            .assert_stops_with(StopReason::MaxTurnRequests, MAX_TURN_REQUESTS_REPLY)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_turn_the_agent_cancelled_itself_is_not_a_reply_but_stopped_with_its_text() {
+        let ready = Ready::start().await;
+        ready
+            .assert_stops_with(StopReason::Cancelled, CANCELLED_REPLY)
+            .await;
+        assert!(
+            ready.spritz.cancels().is_empty(),
+            "the client cancelled nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_update_kind_mid_reply_is_skipped_and_the_reply_still_arrives() {
+        let ready = Ready::start().await;
+        ready.spritz.set_agent(AgentBehaviour::UnknownUpdate);
+        let (reply, delivered) = ready.prompt("still there?").await;
+        assert_eq!(reply.expect("reply"), "echo: still there?");
+        assert!(delivered);
+    }
+
+    #[tokio::test]
+    async fn at_the_deadline_the_prompt_is_cancelled_with_its_session_id() {
+        let ready = Ready::start().await;
+        ready
+            .spritz
+            .set_agent(AgentBehaviour::Slow(Duration::from_secs(60)));
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let (result, delivered) = tokio::time::timeout(WAIT, ready.prompt_until("wait", deadline))
+            .await
+            .expect("ended soon after the deadline");
+        assert!(
+            matches!(result, Err(AcpError::DeadlineExceeded { delivered: true })),
+            "{result:?}"
+        );
+        assert!(delivered);
+        let cancels = ready
+            .spritz
+            .wait_for_cancels(1, WAIT)
+            .await
+            .expect("session/cancel");
+        assert_eq!(cancels.len(), 1);
+        assert_eq!(cancels[0].session_id.to_string(), ready.session_id);
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_ignores_the_cancel_is_given_up_on_after_the_grace() {
+        let ready = Ready::start().await;
+        ready.spritz.set_agent(AgentBehaviour::IgnoreCancel);
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let (result, delivered) = tokio::time::timeout(WAIT, ready.prompt_until("wait", deadline))
+            .await
+            .expect("did not wait for the stuck agent");
+        assert!(
+            Instant::now() >= deadline + CANCEL_GRACE,
+            "waited the grace"
+        );
+        assert!(
+            matches!(result, Err(AcpError::DeadlineExceeded { delivered: true })),
+            "{result:?}"
+        );
+        assert!(delivered);
+        assert_eq!(ready.spritz.cancels().len(), 1);
     }
 }

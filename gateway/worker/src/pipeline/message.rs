@@ -44,8 +44,8 @@ enum NoSession {
 /// Why one turn's calls stopped short of a reply.
 enum TurnFailed {
     Spritz(&'static str, SpritzError),
+    /// The ACP prompt failed; its deadline passing is one way (`DeadlineExceeded`).
     Acp(AcpError),
-    TimedOut,
 }
 
 /// Where the prompt ended.
@@ -303,24 +303,21 @@ impl Pipeline {
         let installed_bot = Some(session.provider_auth.bot_user_id.as_str());
         let text = prompt_text(&turn.event.team_id, message, installed_bot);
         let timer = self.metrics.stage("prompt");
-        let prompt = tokio::time::timeout(
-            self.timing.processing_timeout,
-            self.clients.acp.prompt(
+        let prompt = self
+            .clients
+            .acp
+            .prompt(
                 &conversation.id,
                 &session.namespace,
                 &bootstrap.session_id,
                 &bootstrap.cwd,
                 &text,
+                tokio::time::Instant::now() + self.timing.processing_timeout,
                 delivered,
-            ),
-        )
-        .await;
+            )
+            .await;
         timer.observe_duration();
-        match prompt {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(error)) => Err(TurnFailed::Acp(error)),
-            Err(_) => Err(TurnFailed::TimedOut),
-        }
+        prompt.map_err(TurnFailed::Acp)
     }
 
     async fn converse_ended(
@@ -332,6 +329,10 @@ impl Pipeline {
         match result {
             Ok(reply) => Converse::Reply(reply),
             Err(TurnFailed::Spritz(call, error)) => self.spritz_failed(call, team_id, &error).await,
+            Err(TurnFailed::Acp(error @ AcpError::Stopped { .. })) => {
+                tracing::info!(error = %error, "the agent stopped without a reply");
+                Converse::Reply(error.stopped_reply().unwrap_or_default().to_owned())
+            }
             Err(TurnFailed::Acp(AcpError::RuntimeVanished)) if !delivered => {
                 self.sessions.invalidate_team(team_id).await;
                 Converse::Vanished
@@ -342,14 +343,6 @@ impl Pipeline {
             }
             Err(TurnFailed::Acp(error)) => {
                 tracing::warn!(error = %error, "prompt not delivered");
-                Converse::NotDelivered
-            }
-            Err(TurnFailed::TimedOut) if delivered => {
-                tracing::warn!("delivered prompt timed out");
-                Converse::DeliveredFailed
-            }
-            Err(TurnFailed::TimedOut) => {
-                tracing::warn!("prompt timed out before delivery");
                 Converse::NotDelivered
             }
         }
