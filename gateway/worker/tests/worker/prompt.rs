@@ -3,6 +3,7 @@
 
 use spritz_proto::SlackEventKind;
 use spritz_sandbox::spritz_api::AgentBehaviour;
+use spritz_worker::clients::acp::{REFUSAL_REPLY, StopReason};
 
 use crate::support::{BOT, INTERNAL, WAIT, World};
 
@@ -59,6 +60,24 @@ async fn an_empty_agent_reply_gets_the_internal_error_reply() {
     let posts = world.posts(1).await;
     assert_eq!(posts[0].text, INTERNAL);
     world.settled().await;
+    assert_eq!(world.spritz.prompts().len(), 1);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_answered_with_the_refusal_text_and_never_resent() {
+    let mut world = World::new().await;
+    world.spawn_worker().await;
+    world
+        .spritz
+        .set_agent(AgentBehaviour::Stop(StopReason::Refusal));
+    let event = world.channel_message("something forbidden");
+    world.publish(&event).await;
+
+    let posts = world.posts(1).await;
+    assert_eq!(posts[0].text, REFUSAL_REPLY);
+    world.settled().await;
+    assert_eq!(world.slack.posts().len(), 1);
     assert_eq!(world.spritz.prompts().len(), 1);
     world.finish().await;
 }
