@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run all fakes until SIGTERM / Ctrl-C, with a demo team installed.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Sign a Slack event like Slack does, post it to the gateway, print the reply.
     SendMessage(SendArgs),
     /// Expire or restore the demo team's runtime on a running sandbox.
@@ -78,6 +78,14 @@ struct ServeArgs {
         hide_env_values = true
     )]
     service_token: String,
+    /// Bearer the fake Kubernetes API requires.
+    #[arg(
+        long,
+        env = "SPRITZ_SANDBOX_KUBE_TOKEN",
+        default_value = spritz_sandbox::kubernetes::DEFAULT_TOKEN,
+        hide_env_values = true
+    )]
+    kube_token: String,
     /// Bearer the lifecycle webhook receiver requires (any request when unset).
     #[arg(long, env = "SPRITZ_SANDBOX_LIFECYCLE_TOKEN", hide_env_values = true)]
     lifecycle_token: Option<String>,
@@ -247,6 +255,13 @@ struct RuntimeArgs {
         default_value = "http://127.0.0.1:9104"
     )]
     kube_url: String,
+    #[arg(
+        long,
+        env = "SPRITZ_SANDBOX_KUBE_TOKEN",
+        default_value = spritz_sandbox::kubernetes::DEFAULT_TOKEN,
+        hide_env_values = true
+    )]
+    kube_token: String,
 }
 
 #[tokio::main]
@@ -259,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::SendMessage(args) => send_message(args).await,
         Command::Runtime(args) => runtime(args).await,
     }
@@ -270,7 +285,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let backend = FakeBackend::start_on(args.backend_addr, &args.internal_token).await?;
     let spritz = FakeSpritz::start_on(args.spritz_addr, &args.service_token).await?;
     let kube = match args.kube_addr {
-        Some(addr) => Some(FakeKubernetes::start_on(addr).await?),
+        Some(addr) => Some(FakeKubernetes::start_on(addr, &args.kube_token).await?),
         None => None,
     };
 
@@ -449,6 +464,7 @@ async fn runtime(args: RuntimeArgs) -> anyhow::Result<()> {
     let kube = KubePhases {
         http: reqwest::Client::new(),
         base_url: args.kube_url.trim_end_matches('/').to_owned(),
+        token: args.kube_token.clone(),
         namespace: team.namespace.clone(),
         name: team.instance_id.clone(),
     };
@@ -495,6 +511,7 @@ async fn runtime(args: RuntimeArgs) -> anyhow::Result<()> {
 struct KubePhases {
     http: reqwest::Client,
     base_url: String,
+    token: String,
     namespace: String,
     name: String,
 }
@@ -509,6 +526,7 @@ impl KubePhases {
         let outcome = self
             .http
             .patch(&url)
+            .bearer_auth(&self.token)
             .header("Content-Type", "application/merge-patch+json")
             .body(serde_json::json!({"status": {"phase": phase}}).to_string())
             .send()

@@ -1,5 +1,5 @@
 //! A kubeconfig file that points a `spritz-notifier` process at the fake API server
-//! (plain HTTP, no credentials). Shared by the tests and the benchmark.
+//! (plain HTTP, the fake's default bearer token). Shared by the tests and the benchmark.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,8 @@ impl KubeconfigFile {
         let contents = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n\
              contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
-             current-context: fake\nusers:\n- name: fake\n  user: {{}}\n"
+             current-context: fake\nusers:\n- name: fake\n  user:\n    token: {token}\n",
+            token = spritz_sandbox::kubernetes::DEFAULT_TOKEN,
         );
         std::fs::write(&path, contents)?;
         Ok(Self { path })

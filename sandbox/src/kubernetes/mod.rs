@@ -5,14 +5,44 @@
 //! Layout: [`store`] holds objects, the global resource version and the watch history;
 //! [`watch`] streams watch events; [`routes`] is the HTTP surface; [`server`] owns the
 //! listener and its connections (so a restart can cut them); [`patch`] and
-//! [`selector`] implement patch formats and selectors; [`status`] maps failures to
-//! `Status` answers; [`resource`] lists the served types.
+//! [`selector`] implement patch formats and selectors; [`names`] the name rules;
+//! [`status`] maps failures to `Status` answers; [`resource`] lists the served types.
+//!
+//! It is as strict as a real API server, following the Kubernetes API conventions
+//! (<https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md>)
+//! and the API reference (<https://kubernetes.io/docs/reference/using-api/api-concepts/>):
+//! - every failure is a `v1` `Status` object (`kind`, `status:"Failure"`, `message`,
+//!   `reason`, `code`, `details`) whose `code` is the HTTP status;
+//! - without `Authorization: Bearer <token>` of this server every API call is 401
+//!   `Unauthorized` (an API server without anonymous access); `/healthz`, `/livez`,
+//!   `/readyz` and `/version` stay public as `system:public-info-viewer` makes them;
+//! - an unknown object is 404 `NotFound` naming `<plural>.<group> "<name>"`; an unknown
+//!   path is 404, a wrong method 405 `MethodNotAllowed`;
+//! - names are the server's to check and to complete: a name that is no DNS subdomain is
+//!   422 `Invalid`, neither `name` nor `generateName` is 422, `generateName` gets five
+//!   random characters from the API server's alphabet;
+//! - identity and bookkeeping are the server's: `uid`, `creationTimestamp`,
+//!   `generation` and `resourceVersion` are set by it and a client's values are
+//!   ignored; a create that carries a `resourceVersion` is refused (500, as etcd3's
+//!   store answers); `apiVersion`, `kind` or `namespace` in the body that differ from
+//!   the request are 400; a PUT or patch with a stale `resourceVersion` is 409
+//!   `Conflict`, and a PUT on a custom resource without one is 422;
+//! - a CRD with a status subresource: writes to the object ignore `status`, writes to
+//!   `/status` ignore everything else; strategic merge patches are 415 for custom
+//!   resources; server-side apply needs a `fieldManager`;
+//! - watches stream newline-delimited events, resume after a `resourceVersion`, answer
+//!   a compacted one with an `ERROR` event carrying 410 `Expired`, send bookmarks when
+//!   allowed and end at `timeoutSeconds`; lists page with `limit`/`continue` at one
+//!   resource version;
+//! - deleting an object with finalizers only marks it (`deletionTimestamp`) until the
+//!   last finalizer is removed.
 //!
 //! Tests drive it through [`FakeKubernetes`]: create Spritzes and change their phase,
 //! read annotations the notifier wrote, compact history or restart the server to force
 //! 410 Gone on watch resume, and inject patch failures.
 
 mod control;
+mod names;
 mod patch;
 mod resource;
 mod routes;
@@ -33,6 +63,10 @@ pub use resource::ResourceKind;
 pub use status::ApiError;
 pub use store::RequestCounts;
 use store::{Call, ObjectKey, Shared};
+
+/// The bearer token [`FakeKubernetes::start`] requires, also the dev stack's default
+/// (`deploy/local/kubeconfig.yaml.in`).
+pub const DEFAULT_TOKEN: &str = "dev-kube-token";
 
 /// A Spritz the test created, with the identity the notifier will report.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -102,17 +136,18 @@ impl FakeKubernetes {
     /// # Errors
     /// When no port can be bound.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_on(crate::server::any_local_port()).await
+        Self::start_on(crate::server::any_local_port(), DEFAULT_TOKEN).await
     }
 
-    /// Starts on `addr` (the dev stack uses a fixed one).
+    /// Starts on `addr` (the dev stack uses a fixed one); API calls must carry
+    /// `Authorization: Bearer <token>`.
     ///
     /// # Errors
     /// When `addr` cannot be bound.
-    pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn start_on(addr: SocketAddr, token: &str) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let mut fake = Self {
-            shared: Shared::new(),
+            shared: Shared::new(token),
             connections: server::Connections::default(),
             addr: listener.local_addr()?,
             guard: None,
@@ -133,15 +168,22 @@ impl FakeKubernetes {
         format!("http://{}", self.local_addr())
     }
 
-    /// A kube-rs config for this server: plain HTTP, no auth, default namespace
-    /// `default`.
+    /// The bearer token API calls must carry.
+    pub fn token(&self) -> &str {
+        self.shared.token()
+    }
+
+    /// A kube-rs config for this server: plain HTTP, its bearer token, default
+    /// namespace `default`.
     pub fn client_config(&self) -> kube::Config {
         // `http://<socket address>` always parses; the default is never used.
-        kube::Config::new(self.base_url().parse().unwrap_or_default())
+        let mut config = kube::Config::new(self.base_url().parse().unwrap_or_default());
+        config.auth_info.token = Some(secrecy::SecretString::from(self.token().to_owned()));
+        config
     }
 
     /// A kubeconfig naming this server (context `spritz-sandbox`, namespace `default`,
-    /// no credentials), for a process that reads `KUBECONFIG`, or for kubectl.
+    /// its bearer token), for a process that reads `KUBECONFIG`, or for kubectl.
     pub fn kubeconfig(&self) -> String {
         format!(
             "apiVersion: v1\n\
@@ -149,11 +191,12 @@ impl FakeKubernetes {
              clusters:\n\
              - name: spritz-sandbox\n  cluster:\n    server: {}\n\
              users:\n\
-             - name: spritz-sandbox\n  user: {{}}\n\
+             - name: spritz-sandbox\n  user:\n    token: {}\n\
              contexts:\n\
              - name: spritz-sandbox\n  context:\n    cluster: spritz-sandbox\n    user: spritz-sandbox\n    namespace: default\n\
              current-context: spritz-sandbox\n",
-            self.base_url()
+            self.base_url(),
+            self.token()
         )
     }
 

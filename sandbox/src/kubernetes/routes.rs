@@ -27,11 +27,14 @@ type ApiResult = Result<Response, ApiError>;
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    // Health and version are public on real API servers (`system:public-info-viewer`);
+    // everything else needs the bearer token.
+    let public = Router::new()
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
-        .route("/version", get(version))
+        .route("/version", get(version));
+    let api = Router::new()
         .route("/api", get(core_versions))
         .route("/apis", get(groups))
         .route("/apis/{group}/{version}", get(resources))
@@ -51,8 +54,29 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 .patch(patch_subresource),
         )
         .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
+    public
+        .merge(api)
         .layer(axum::middleware::from_fn(log_request))
         .with_state(shared)
+}
+
+/// 401 `Unauthorized` without `Authorization: Bearer <token>` of this server, as an API
+/// server without anonymous access answers.
+async fn require_token(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let token = crate::spritz_http::bearer(request.headers());
+    if token.as_deref() != Some(shared.token()) {
+        return ApiError::unauthorized().into_response();
+    }
+    next.run(request).await
 }
 
 /// One debug line per call (method, path, status): enough to follow a test's traffic

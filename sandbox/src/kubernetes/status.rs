@@ -95,6 +95,11 @@ impl ApiError {
         )
     }
 
+    /// No or a wrong bearer token.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
     pub fn method_not_allowed() -> Self {
         Self::new(
             405,

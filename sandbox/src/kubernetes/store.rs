@@ -14,6 +14,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use super::names;
 use super::patch::{self, PatchKind};
 use super::resource::ResourceKind;
 use super::selector::Selector;
@@ -328,7 +329,9 @@ impl Store {
     /// subresource does).
     ///
     /// # Errors
-    /// 400 for a namespace mismatch, 422 without a name, 409 if it exists.
+    /// 400 for a namespace, `apiVersion` or `kind` that is not the request's, 422
+    /// without a name or with one that is no DNS subdomain, 500 with a
+    /// `resourceVersion` (the server's), 409 if it exists.
     pub fn create(
         &mut self,
         kind: ResourceKind,
@@ -340,6 +343,19 @@ impl Store {
             return Err(ApiError::bad_request(
                 "the request body must be a JSON object",
             ));
+        }
+        for (field, expected) in [
+            ("apiVersion", kind.api_version()),
+            ("kind", kind.kind().to_owned()),
+        ] {
+            if let Some(sent) = object.get(field).and_then(Value::as_str)
+                && !sent.is_empty()
+                && sent != expected
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the {field} of the provided object ({sent}) does not match the {field} of the request ({expected})"
+                )));
+            }
         }
         let metadata = object
             .as_object_mut()
@@ -356,12 +372,7 @@ impl Store {
         }
         let name = match (metadata["name"].as_str(), metadata["generateName"].as_str()) {
             (Some(name), _) if !name.is_empty() => name.to_owned(),
-            (_, Some(prefix)) if !prefix.is_empty() => {
-                format!(
-                    "{prefix}{}",
-                    &uuid::Uuid::new_v4().simple().to_string()[..5]
-                )
-            }
+            (_, Some(prefix)) if !prefix.is_empty() => generate_name(prefix),
             _ => {
                 return Err(ApiError::invalid(
                     kind,
@@ -370,6 +381,13 @@ impl Store {
                 ));
             }
         };
+        if let Some(problem) = names::subdomain_problem(&name) {
+            return Err(ApiError::invalid(
+                kind,
+                &name,
+                format!("metadata.name: Invalid value: {name:?}: {problem}"),
+            ));
+        }
         if metadata["resourceVersion"]
             .as_str()
             .is_some_and(|version| !version.is_empty())
@@ -679,6 +697,21 @@ pub fn version_of(object: &Value) -> u64 {
         .unwrap_or_default()
 }
 
+/// `generateName` as the API server completes it: the prefix (cut to leave room)
+/// and five random characters from the alphabet of `k8s.io/apimachinery/pkg/util/rand`,
+/// which has no vowels (no accidental words) and no look-alikes.
+fn generate_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    const MAX_PREFIX: usize = 63 - 5;
+    let prefix = &prefix[..prefix.len().min(MAX_PREFIX)];
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random.as_bytes()[..5]
+        .iter()
+        .map(|byte| char::from(ALPHABET[usize::from(*byte) % ALPHABET.len()]))
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -712,6 +745,8 @@ fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
 /// The store plus what lives outside its lock: the change signal tests wait on and
 /// the count of open watch streams.
 pub struct Shared {
+    /// The bearer token every API call must carry.
+    token: String,
     store: Mutex<Store>,
     changed: watch::Sender<u64>,
     open_watches: AtomicUsize,
@@ -719,13 +754,18 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new() -> Arc<Self> {
+    pub fn new(token: &str) -> Arc<Self> {
         Arc::new(Self {
+            token: token.to_owned(),
             store: Mutex::new(Store::new()),
             changed: watch::Sender::new(0),
             open_watches: AtomicUsize::new(0),
             bookmark_interval: Mutex::new(Some(Duration::from_secs(60))),
         })
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Reads under the lock.
