@@ -16,6 +16,10 @@ use spritz_sandbox::kubernetes::FakeKubernetes;
 use spritz_sandbox::slack::{self, FakeSlack, OAuthGrant, events};
 use spritz_sandbox::spritz_api::{self, FakeSpritz, InstanceRef};
 
+/// The demo workspace's channel and DM, where `send-message` writes by default.
+const DEMO_CHANNEL: &str = "C0DEMO";
+const DEMO_DM: &str = "D0DEMO";
+
 /// The status text the worker posts while a runtime wakes up (SPEC §5).
 const STATUS_PREFIX: &str = "Still waking up";
 
@@ -86,6 +90,16 @@ struct ServeArgs {
         hide_env_values = true
     )]
     kube_token: String,
+    /// The Slack app whose credentials `oauth.v2.access` accepts.
+    #[arg(long, env = "SPRITZ_SLACK_CLIENT_ID", default_value = "dev-client-id")]
+    client_id: String,
+    #[arg(
+        long,
+        env = "SPRITZ_SLACK_CLIENT_SECRET",
+        default_value = "dev-client-secret",
+        hide_env_values = true
+    )]
+    client_secret: String,
     /// Bearer the lifecycle webhook receiver requires (any request when unset).
     #[arg(long, env = "SPRITZ_SANDBOX_LIFECYCLE_TOKEN", hide_env_values = true)]
     lifecycle_token: Option<String>,
@@ -190,7 +204,8 @@ struct SendArgs {
     bot_user_id: String,
     #[arg(long, default_value = "U0DEMOUSER")]
     user: String,
-    /// Defaults to `C0DEMO`, or `D0DEMO` with `--dm`.
+    /// Defaults to `C0DEMO`, or `D0DEMO` with `--dm`; created in the fake Slack
+    /// workspace when it does not exist yet.
     #[arg(long)]
     channel: Option<String>,
     #[arg(long)]
@@ -289,7 +304,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    backend.install_team(args.team.install());
+    let install = args.team.install();
+    backend.install_team(install.clone());
+    slack.expect_oauth_client(&args.client_id, &args.client_secret);
+    slack.add_workspace(
+        &install.team_id,
+        &install.bot_access_token,
+        &[DEMO_CHANNEL, DEMO_DM],
+    );
     if let Some(token) = &args.lifecycle_token {
         backend.set_lifecycle_token(token);
     }
@@ -389,7 +411,7 @@ async fn send_message(args: SendArgs) -> anyhow::Result<()> {
     let channel = args
         .channel
         .clone()
-        .unwrap_or_else(|| if args.dm { "D0DEMO" } else { "C0DEMO" }.to_owned());
+        .unwrap_or_else(|| if args.dm { DEMO_DM } else { DEMO_CHANNEL }.to_owned());
     let message = events::UserMessage {
         team_id: args.team.clone(),
         api_app_id: args.api_app_id.clone(),
@@ -402,6 +424,9 @@ async fn send_message(args: SendArgs) -> anyhow::Result<()> {
         direct_message: args.dm,
     };
     let control = slack::ControlClient::new(&args.slack_url);
+    // Slack only accepts posts to conversations that exist: the one the user "writes
+    // in" is created, as a user creating a channel and inviting the bot would.
+    control.add_channel(&args.team, &channel).await?;
     let seen = if args.no_wait {
         0
     } else {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use spritz_sandbox::backend::{ExchangeMode, FakeBackend, TeamInstall};
-use spritz_sandbox::slack::{FakeSlack, OAuthGrant};
+use spritz_sandbox::slack::FakeSlack;
 use spritz_sandbox::spritz_api::{AgentBehaviour, FakeSpritz, SpritzCall};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -60,32 +60,11 @@ fn bootstrap(base_url: &str, id: &str, namespace: &str, token: &str) -> reqwest:
         .bearer_auth(token)
 }
 
-/// `POST /api/chat.postMessage` on the fake Slack (no bearer: add one).
-fn post_message(slack: &FakeSlack, body: &Value) -> reqwest::RequestBuilder {
-    http()
-        .post(format!("{}/chat.postMessage", slack.base_url()))
-        .json(body)
-}
-
 /// `POST` to an internal backend route (`channel-sessions/exchange`, …) with `token`.
 fn internal(backend: &FakeBackend, route: &str, token: &str) -> reqwest::RequestBuilder {
     http()
         .post(format!("{}/internal/v1/spritz/{route}", backend.base_url()))
         .bearer_auth(token)
-}
-
-/// What `oauth.v2.access` grants in these tests: team T1 installing app A1.
-fn grant(enterprise_id: Option<&str>, scope: &str) -> OAuthGrant {
-    OAuthGrant {
-        team_id: "T1".into(),
-        team_name: "Team One".into(),
-        enterprise_id: enterprise_id.map(str::to_owned),
-        app_id: "A1".into(),
-        bot_user_id: "U1BOT".into(),
-        bot_access_token: "xoxb-new".into(),
-        installing_user_id: "U1".into(),
-        scope: scope.into(),
-    }
 }
 
 /// A conversation upserted and bootstrapped the way the worker does it.
@@ -563,142 +542,6 @@ async fn the_spritz_api_keeps_its_base_path_and_checks_the_service_token() {
     assert_eq!(wrong_token.status(), 401);
 }
 
-#[tokio::test]
-async fn slack_rate_limits_with_retry_after_then_accepts_the_post() {
-    let slack = FakeSlack::start().await.expect("slack");
-    slack.rate_limit_next_posts(1, 7);
-    slack.fail_next_posts(1, "channel_not_found");
-    slack.fail_next_posts_with_status(1, 500);
-    let post = || {
-        post_message(
-            &slack,
-            &json!({"channel": "C1", "text": "hi", "thread_ts": "1.1"}),
-        )
-        .bearer_auth("xoxb-1")
-        .send()
-    };
-
-    let limited = post().await.expect("post");
-    assert_eq!(limited.status(), 429);
-    assert_eq!(limited.headers()["retry-after"], "7");
-    let refused: Value = post().await.expect("post").json().await.expect("json");
-    assert_eq!(refused, json!({"ok": false, "error": "channel_not_found"}));
-    assert_eq!(post().await.expect("post").status(), 500);
-    let accepted: Value = post().await.expect("post").json().await.expect("json");
-
-    assert_eq!(accepted["ok"], true);
-    let posts = slack.wait_for_posts(1, WAIT).await.expect("post recorded");
-    assert_eq!(posts.len(), 1);
-    assert_eq!(accepted["ts"], json!(posts[0].ts));
-    assert_eq!(posts[0].thread_ts.as_deref(), Some("1.1"));
-    assert_eq!(posts[0].token, "xoxb-1");
-    assert_eq!(slack.post_attempts(), 4);
-}
-
-#[tokio::test]
-async fn slack_refuses_posts_without_a_bearer_or_with_a_revoked_one_and_hands_out_unique_ts() {
-    let slack = FakeSlack::start().await.expect("slack");
-    let hi = json!({"channel": "C1", "text": "hi"});
-    let unauthenticated: Value = post_message(&slack, &hi).answer().await;
-    assert_eq!(unauthenticated, json!({"ok": false, "error": "not_authed"}));
-    for _ in 0..3 {
-        post_message(&slack, &hi)
-            .bearer_auth("xoxb-1")
-            .send()
-            .await
-            .expect("post");
-    }
-    let posts = slack.wait_for_posts(3, WAIT).await.expect("posts");
-    assert!(posts[0].ts < posts[1].ts && posts[1].ts < posts[2].ts);
-    slack.revoke_token("xoxb-1");
-    let revoked: Value = post_message(&slack, &hi)
-        .bearer_auth("xoxb-1")
-        .answer()
-        .await;
-    assert_eq!(revoked["error"], "token_revoked");
-    assert!(
-        slack
-            .wait_for_posts(4, Duration::from_millis(50))
-            .await
-            .is_err()
-    );
-}
-
-#[tokio::test]
-async fn an_oauth_code_exchanges_once_for_slacks_shape() {
-    let slack = FakeSlack::start().await.expect("slack");
-    slack.register_oauth_code("code-1", grant(None, "chat:write,app_mentions:read"));
-    let exchange = || {
-        http()
-            .post(format!("{}/oauth.v2.access", slack.base_url()))
-            .form(&[
-                ("code", "code-1"),
-                ("client_id", "cid"),
-                ("client_secret", "secret"),
-                ("redirect_uri", "https://gw/slack/oauth/callback"),
-            ])
-    };
-
-    let granted = exchange().answer().await;
-    assert_eq!(granted["ok"], true);
-    assert_eq!(granted["access_token"], "xoxb-new");
-    assert_eq!(granted["token_type"], "bot");
-    assert_eq!(granted["team"]["id"], "T1");
-    assert_eq!(granted["enterprise"], Value::Null);
-    assert_eq!(granted["authed_user"]["id"], "U1");
-    let replayed = exchange().answer().await;
-    assert_eq!(replayed["error"], "invalid_code");
-    let exchanges = slack.oauth_exchanges();
-    assert_eq!(exchanges.len(), 2);
-    assert_eq!(exchanges[0].client_id, "cid");
-    assert_eq!(exchanges[0].redirect_uri, "https://gw/slack/oauth/callback");
-}
-
-#[tokio::test]
-async fn the_install_page_redirects_with_a_code_when_approved_and_access_denied_otherwise() {
-    let slack = FakeSlack::start().await.expect("slack");
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let authorize = || {
-        no_redirects
-            .get(format!("{}/oauth/v2/authorize", slack.origin()))
-            .query(&[
-                ("client_id", "cid"),
-                ("scope", "chat:write"),
-                ("redirect_uri", "https://gw/slack/oauth/callback"),
-                ("state", "s1"),
-            ])
-            .send()
-    };
-    let denied = authorize().await.expect("authorize");
-    assert_eq!(denied.status(), 302);
-    assert!(
-        denied.headers()["location"]
-            .to_str()
-            .expect("location")
-            .contains("error=access_denied")
-    );
-
-    slack.approve_installs(Some(grant(Some("E1"), "chat:write")));
-    let approved = authorize().await.expect("authorize");
-    let location =
-        url::Url::parse(approved.headers()["location"].to_str().expect("location")).expect("url");
-    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
-    assert_eq!(query["state"], "s1");
-    let granted: Value = http()
-        .post(format!("{}/oauth.v2.access", slack.base_url()))
-        .form(&[
-            ("code", query["code"].as_str()),
-            ("client_id", "cid"),
-            ("client_secret", "s"),
-        ])
-        .answer()
-        .await;
-    assert_eq!(granted["enterprise"]["id"], "E1");
-}
-
 async fn exchange(backend: &FakeBackend, token: &str, team_id: &str) -> reqwest::Response {
     internal(backend, "channel-sessions/exchange", token)
         .json(&json!({
@@ -884,33 +727,6 @@ async fn the_lifecycle_receiver_checks_its_token_and_fails_on_demand() {
     assert_eq!(backend.lifecycle_attempts(), 3);
 }
 
-#[tokio::test]
-async fn the_control_api_reads_posts_and_sets_faults() {
-    let slack = FakeSlack::start().await.expect("slack");
-    let control = spritz_sandbox::slack::ControlClient::new(&slack.base_url());
-    let waiter = tokio::spawn({
-        let control = control.clone();
-        async move { control.wait_for_posts(1, WAIT).await }
-    });
-    http()
-        .post(format!("{}/_sandbox/faults", slack.origin()))
-        .json(&json!({"kind": "status", "count": 1, "status": 503}))
-        .send()
-        .await
-        .expect("faults")
-        .error_for_status()
-        .expect("accepted");
-    let post = || {
-        post_message(&slack, &json!({"channel": "C1", "text": "hi"}))
-            .bearer_auth("xoxb-1")
-            .send()
-    };
-    assert_eq!(post().await.expect("post").status(), 503);
-    assert!(post().await.expect("post").status().is_success());
-    let posts = waiter.await.expect("task").expect("posts");
-    assert_eq!(posts[0].text, "hi");
-}
-
 /// A stand-in gateway for the CLI test: verifies Slack's signature, answers 200, then
 /// posts a status message and the reply to the fake Slack as a worker would.
 async fn spawn_signature_checking_gateway(
@@ -983,6 +799,7 @@ fn signature_is_valid(
 #[tokio::test]
 async fn send_message_signs_like_slack_and_prints_the_reply_after_the_status() {
     let slack = FakeSlack::start().await.expect("slack");
+    slack.add_workspace("T0DEMO", "xoxb-demo", &[]);
     let (gateway_url, mut events) = spawn_signature_checking_gateway(&slack, "cli-secret").await;
 
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_spritz-sandbox"))

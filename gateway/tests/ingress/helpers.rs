@@ -70,6 +70,7 @@ pub async fn spawn_app_unready(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp
         .await
         .expect("create vhost");
     let slack = FakeSlack::start().await.expect("fake slack");
+    slack.expect_oauth_client(CLIENT_ID, CLIENT_SECRET);
     let backend = FakeBackend::start(BACKEND_TOKEN)
         .await
         .expect("fake backend");

@@ -84,6 +84,9 @@ async fn run() -> anyhow::Result<()> {
     spritz.set_agent(AgentBehaviour::Echo);
     let install = TeamInstall::demo(TEAM);
     backend.install_team(install.clone());
+    for team in [install.clone(), TeamInstall::demo(WAKE_TEAM)] {
+        slack.add_workspace(&team.team_id, &team.bot_access_token, &["CBENCH"]);
+    }
     let vhost = BrokerAdmin::from_env().create_vhost().await?;
 
     let gateway_port = free_port()?;

@@ -7,12 +7,16 @@
 //! `{"kind":"status","count":1,"status":500}`), `POST /_sandbox/oauth/codes`
 //! (`{"code":"…","grant":{…}}`), `GET /_sandbox/oauth/exchanges`,
 //! `PUT /_sandbox/oauth/approval` (a grant, or `null` to deny installs),
-//! `POST /_sandbox/reset`.
+//! `PUT /_sandbox/oauth/client` (`{"client_id":"…","client_secret":"…"}`, the app
+//! `oauth.v2.access` accepts), `PUT /_sandbox/workspaces`
+//! (`{"team_id":"…","bot_token":"…","channels":["C…"]}`),
+//! `POST /_sandbox/workspaces/{team}/channels` (`["C…"]`), `POST /_sandbox/reset`
+//! (recordings and faults only; workspaces and the app stay).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -36,6 +40,9 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/_sandbox/oauth/codes", post(register_code))
         .route("/_sandbox/oauth/exchanges", get(exchanges))
         .route("/_sandbox/oauth/approval", put(set_approval))
+        .route("/_sandbox/oauth/client", put(set_client))
+        .route("/_sandbox/workspaces", put(add_workspace))
+        .route("/_sandbox/workspaces/{team}/channels", post(add_channels))
         .route("/_sandbox/reset", post(reset))
         .with_state(state)
 }
@@ -80,7 +87,7 @@ async fn register_code(
     Json(request): Json<CodeRequest>,
 ) -> StatusCode {
     state.send_modify(|s| {
-        s.oauth_codes.insert(request.code, request.grant);
+        s.register_code(&request.code, request.grant);
     });
     StatusCode::NO_CONTENT
 }
@@ -94,6 +101,44 @@ async fn set_approval(
     Json(grant): Json<Option<OAuthGrant>>,
 ) -> StatusCode {
     state.send_modify(|s| s.approval = grant);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct ClientRequest {
+    client_id: String,
+    client_secret: String,
+}
+
+async fn set_client(State(state): State<Shared>, Json(client): Json<ClientRequest>) -> StatusCode {
+    state.send_modify(|s| s.expected_client = Some((client.client_id, client.client_secret)));
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct WorkspaceRequest {
+    team_id: String,
+    bot_token: String,
+    #[serde(default)]
+    channels: Vec<String>,
+}
+
+async fn add_workspace(
+    State(state): State<Shared>,
+    Json(workspace): Json<WorkspaceRequest>,
+) -> StatusCode {
+    let channels: Vec<&str> = workspace.channels.iter().map(String::as_str).collect();
+    state.send_modify(|s| s.add_workspace(&workspace.team_id, &workspace.bot_token, &channels));
+    StatusCode::NO_CONTENT
+}
+
+async fn add_channels(
+    State(state): State<Shared>,
+    Path(team_id): Path<String>,
+    Json(channels): Json<Vec<String>>,
+) -> StatusCode {
+    let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
+    state.send_modify(|s| s.add_channels(&team_id, &channels));
     StatusCode::NO_CONTENT
 }
 
@@ -122,6 +167,16 @@ impl ControlClient {
     /// When the fake cannot be reached or answers an error.
     pub async fn posts(&self) -> anyhow::Result<Vec<SlackPost>> {
         self.http.get_json("/_sandbox/posts").await
+    }
+
+    /// Makes the conversation `channel` exist in workspace `team_id`, so the bot may
+    /// post there (what a user creating a channel and inviting the bot does).
+    ///
+    /// # Errors
+    /// When the fake cannot be reached or refuses.
+    pub async fn add_channel(&self, team_id: &str, channel: &str) -> anyhow::Result<()> {
+        let path = format!("/_sandbox/workspaces/{team_id}/channels");
+        self.http.send_json(Method::POST, &path, &[channel]).await
     }
 
     /// Waits until the fake accepted at least `count` messages; returns all of them.

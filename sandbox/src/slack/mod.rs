@@ -2,6 +2,33 @@
 //! really produces (`ok:false`, 429 with `Retry-After`, 5xx) and answers the OAuth v2
 //! install flow, so the gateway and worker are tested without Slack.
 //!
+//! It is as strict as Slack's documented Web API, so a client that works against it
+//! works against Slack:
+//! - Web API errors are HTTP 200 with `{"ok":false,"error":"…"}`; only rate limits
+//!   (429 + `Retry-After`) and server failures use the HTTP status
+//!   (<https://api.slack.com/web#evaluating_responses>,
+//!   <https://api.slack.com/apis/rate-limits>).
+//! - `chat.postMessage` (<https://api.slack.com/methods/chat.postMessage>): no token →
+//!   `not_authed`; a token Slack never issued → `invalid_auth`; a revoked one →
+//!   `token_revoked`; a channel the token's workspace does not have (or none) →
+//!   `channel_not_found`; no text → `no_text`; a body that is not JSON →
+//!   `invalid_json`. The answer carries `channel`, `ts` and the posted `message`.
+//!   Bot tokens and conversations exist only once a test created them
+//!   ([`FakeSlack::add_workspace`], [`FakeSlack::add_channels`]) or an OAuth install
+//!   issued them.
+//! - `oauth.v2.access` (<https://api.slack.com/methods/oauth.v2.access>): the app's
+//!   client id and secret are checked (`invalid_client_id`, `bad_client_secret`; the
+//!   app must be registered with [`FakeSlack::expect_oauth_client`]), codes are
+//!   single-use (`invalid_code`) and bound to the `redirect_uri` of the authorize
+//!   visit that minted them (`bad_redirect_uri`); the answer has Slack's v2 shape.
+//! - `/oauth/v2/authorize` redirects to `redirect_uri` with `code` and `state`, or
+//!   `error=access_denied` when the user cancels
+//!   (<https://api.slack.com/authentication/oauth-v2>).
+//!
+//! The Go gateway this service replaces calls the same two methods the same way
+//! (textcortex/spritz `integrations/slack-gateway/backend_client.go` `postSlackMessage`,
+//! `integrations/slack-gateway/slack_oauth.go`).
+//!
 //! Layout: this file holds the handle and the recorded state; `web_api` serves the
 //! routes Slack serves (`/api/chat.postMessage`, `/api/oauth.v2.access`,
 //! `/oauth/v2/authorize`); `control` serves the `/_sandbox` control API and its
@@ -167,6 +194,19 @@ impl FakeSlack {
             .send_modify(|s| s.post_faults.extend(std::iter::repeat_n(fault, n)));
     }
 
+    /// A Slack workspace the bot is installed in: `bot_token` is valid from now on and
+    /// posts with it may go to `channels` (channel or DM ids) of `team_id`.
+    pub fn add_workspace(&self, team_id: &str, bot_token: &str, channels: &[&str]) {
+        self.state
+            .send_modify(|s| s.add_workspace(team_id, bot_token, channels));
+    }
+
+    /// More conversations in workspace `team_id` the bot may post to.
+    pub fn add_channels(&self, team_id: &str, channels: &[&str]) {
+        self.state
+            .send_modify(|s| s.add_channels(team_id, channels));
+    }
+
     /// Posts with this bot token answer `{"ok":false,"error":"token_revoked"}` from now
     /// on, as after an uninstall.
     pub fn revoke_token(&self, token: &str) {
@@ -177,13 +217,12 @@ impl FakeSlack {
 
     /// Makes `oauth.v2.access` answer `grant` for `code` (once: codes are single-use).
     pub fn register_oauth_code(&self, code: &str, grant: OAuthGrant) {
-        self.state.send_modify(|s| {
-            s.oauth_codes.insert(code.to_owned(), grant);
-        });
+        self.state.send_modify(|s| s.register_code(code, grant));
     }
 
-    /// Checks `client_id`/`client_secret` on `oauth.v2.access` (answers
-    /// `invalid_client_id` / `bad_client_secret` on mismatch). Unchecked by default.
+    /// Registers the Slack app: `oauth.v2.access` accepts only this
+    /// `client_id`/`client_secret` (`invalid_client_id` / `bad_client_secret`
+    /// otherwise). Until an app is registered, every exchange is `invalid_client_id`.
     pub fn expect_oauth_client(&self, client_id: &str, client_secret: &str) {
         self.state.send_modify(|s| {
             s.expected_client = Some((client_id.to_owned(), client_secret.to_owned()));
@@ -207,7 +246,8 @@ impl FakeSlack {
         self.state.borrow().authorize_requests.clone()
     }
 
-    /// Forgets recorded posts, exchanges and pending faults (the dev stack between runs).
+    /// Forgets recorded posts, exchanges and pending faults (the dev stack between
+    /// runs); workspaces, tokens and the app stay.
     pub fn reset(&self) {
         self.state.send_modify(SlackState::reset);
     }
