@@ -1,6 +1,8 @@
 //! What the two Spritz services the fakes stand in for — the backend's internal API
 //! and the Spritz API — share on the wire: bearer tokens in `Authorization`, and
 //! failures answered as `{"status":"error","error":"…"}` with the HTTP status.
+//! (The backend is not public; SPEC §2 only promises "a body that may hold a
+//! reason", and its clients read the body as text.)
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -8,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// A failure as the Spritz services answer it.
-pub(crate) fn error(status: StatusCode, reason: &str) -> Response {
+pub(crate) fn backend_error(status: StatusCode, reason: &str) -> Response {
     (status, Json(json!({"status": "error", "error": reason}))).into_response()
 }
 
 /// The answer to a call a test made fail with `status` (500 when it is no HTTP status).
-pub(crate) fn injected_failure(status: u16) -> Response {
-    error(
+pub(crate) fn injected_backend_failure(status: u16) -> Response {
+    backend_error(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         "injected failure",
     )

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use spritz_sandbox::backend::{ExchangeMode, FakeBackend, TeamInstall};
+use spritz_sandbox::backend::{FakeBackend, TeamInstall};
 use spritz_sandbox::slack::FakeSlack;
 use spritz_sandbox::spritz_api::{AgentBehaviour, FakeSpritz, SpritzCall};
 use tokio_tungstenite::tungstenite::Message;
@@ -542,6 +542,7 @@ async fn the_spritz_api_keeps_its_base_path_and_checks_the_service_token() {
     assert_eq!(wrong_token.status(), 401);
 }
 
+/// `POST …/channel-sessions/exchange` for `team_id` at the fake backend.
 async fn exchange(backend: &FakeBackend, token: &str, team_id: &str) -> reqwest::Response {
     internal(backend, "channel-sessions/exchange", token)
         .json(&json!({
@@ -553,178 +554,6 @@ async fn exchange(backend: &FakeBackend, token: &str, team_id: &str) -> reqwest:
         .send()
         .await
         .expect("exchange")
-}
-
-#[tokio::test]
-async fn scripted_exchange_answers_come_in_order_then_the_steady_mode() {
-    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
-    let team = TeamInstall::demo("T1");
-    backend.install_team(team.clone());
-    backend.script_exchange(
-        "T1",
-        vec![
-            ExchangeMode::Transient(503),
-            ExchangeMode::Unavailable,
-            ExchangeMode::Transient(500),
-        ],
-    );
-
-    let bare = exchange(&backend, INTERNAL_TOKEN, "T1").await;
-    assert_eq!(bare.status(), 503);
-    assert_eq!(bare.text().await.expect("body"), "");
-    let unavailable = exchange(&backend, INTERNAL_TOKEN, "T1").await;
-    assert_eq!(unavailable.status(), 503);
-    let body: Value = unavailable.json().await.expect("json");
-    assert_eq!(body["status"], "unavailable");
-    assert_eq!(
-        body["providerAuth"]["botAccessToken"],
-        json!(team.bot_access_token)
-    );
-    assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T1").await.status(), 500);
-    let resolved = exchange(&backend, INTERNAL_TOKEN, "T1").await;
-    assert_eq!(resolved.status(), 200);
-    let body: Value = resolved.json().await.expect("json");
-    let session = &body["session"];
-    assert_eq!(session["accessToken"], json!(team.access_token));
-    assert_eq!(session["namespace"], json!(team.namespace));
-    assert_eq!(session["instanceId"], json!(team.instance_id));
-    assert_eq!(session["providerAuth"]["apiAppId"], json!(team.api_app_id));
-    let expires_at = session["expiresAt"].as_str().expect("expiresAt");
-    assert!(chrono::DateTime::parse_from_rfc3339(expires_at).is_ok());
-
-    assert_eq!(exchange(&backend, "wrong", "T1").await.status(), 401);
-    assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T9").await.status(), 404);
-    backend
-        .wait_for_exchange_calls("T1", 4, WAIT)
-        .await
-        .expect("four calls");
-    assert_eq!(backend.exchange_calls("T1"), 4);
-}
-
-#[tokio::test]
-async fn a_hanging_exchange_outlasts_the_client_timeout() {
-    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
-    backend.set_exchange_mode("T1", ExchangeMode::Hang);
-    let outcome = internal(&backend, "channel-sessions/exchange", INTERNAL_TOKEN)
-        .timeout(Duration::from_millis(200))
-        .json(&json!({"principalId": "p", "provider": "slack", "externalScopeType": "workspace", "externalTenantId": "T1"}))
-        .send()
-        .await;
-    assert!(outcome.expect_err("timed out").is_timeout());
-    assert_eq!(backend.exchange_calls("T1"), 1);
-}
-
-async fn upsert_installation(backend: &FakeBackend, team_id: &str) -> Value {
-    internal(backend, "channel-installations/upsert", INTERNAL_TOKEN)
-        .json(&json!({
-            "principalId": "p", "provider": "slack", "externalScopeType": "workspace",
-            "externalTenantId": team_id, "presetId": "zeno",
-            "ownerRef": {"type": "external", "provider": "slack", "subject": "U1", "tenant": team_id},
-            "providerAuth": {"providerInstallRef": format!("slack-install:{team_id}"), "apiAppId": "A2",
-                             "teamId": team_id, "botUserId": "U2BOT", "botAccessToken": "xoxb-2",
-                             "scopeSet": ["chat:write"]},
-        }))
-        .answer()
-        .await
-}
-
-#[tokio::test]
-async fn installs_and_disconnects_are_recorded_and_change_what_the_exchange_answers() {
-    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
-    let upsert = upsert_installation(&backend, "T2").await;
-    assert_eq!(
-        upsert,
-        json!({"status": "resolved", "installation": {"providerInstallRef": "sandbox-install-1"}})
-    );
-    assert_eq!(backend.installations().len(), 1);
-    assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T2").await.status(), 200);
-    assert_eq!(
-        backend.team("T2").expect("installed").bot_access_token,
-        "xoxb-2"
-    );
-
-    internal(&backend, "channel-installations/disconnect", INTERNAL_TOKEN)
-        .json(&json!({"principalId": "p", "provider": "slack", "externalScopeType": "workspace", "externalTenantId": "T2"}))
-        .send()
-        .await
-        .expect("disconnect")
-        .error_for_status()
-        .expect("disconnected");
-    let disconnects = backend
-        .wait_for_disconnects(1, WAIT)
-        .await
-        .expect("disconnect recorded");
-    assert_eq!(disconnects[0]["externalTenantId"], "T2");
-    assert_eq!(exchange(&backend, INTERNAL_TOKEN, "T2").await.status(), 404);
-}
-
-#[tokio::test]
-async fn the_backend_names_each_installation_itself_and_keeps_the_name_across_reinstalls() {
-    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
-    let ref_of = |answer: Value| answer["installation"]["providerInstallRef"].clone();
-
-    assert_eq!(
-        ref_of(upsert_installation(&backend, "T2").await),
-        "sandbox-install-1"
-    );
-    assert_eq!(
-        ref_of(upsert_installation(&backend, "T3").await),
-        "sandbox-install-2"
-    );
-    assert_eq!(
-        ref_of(upsert_installation(&backend, "T2").await),
-        "sandbox-install-1"
-    );
-
-    assert_eq!(
-        backend.install_ref("T2").as_deref(),
-        Some("sandbox-install-1")
-    );
-    assert_eq!(backend.install_ref("T4"), None);
-    let session: Value = exchange(&backend, INTERNAL_TOKEN, "T3")
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        session["session"]["providerAuth"]["providerInstallRef"],
-        "sandbox-install-2"
-    );
-}
-
-#[tokio::test]
-async fn the_lifecycle_receiver_checks_its_token_and_fails_on_demand() {
-    let backend = FakeBackend::start(INTERNAL_TOKEN).await.expect("backend");
-    backend.set_lifecycle_token("lifecycle-token");
-    backend.fail_next_lifecycle_webhooks(1, 502);
-    let notify = |token: &'static str| {
-        http()
-            .post(backend.lifecycle_url())
-            .bearer_auth(token)
-            .json(&json!({"namespace": "ns", "instanceId": "i", "phase": "Expired"}))
-            .send()
-    };
-    assert_eq!(notify("wrong").await.expect("notify").status(), 401);
-    assert_eq!(
-        notify("lifecycle-token").await.expect("notify").status(),
-        502
-    );
-    assert!(
-        notify("lifecycle-token")
-            .await
-            .expect("notify")
-            .status()
-            .is_success()
-    );
-    let webhooks = backend
-        .wait_for_lifecycle_webhooks(1, WAIT)
-        .await
-        .expect("webhook");
-    assert_eq!(
-        webhooks,
-        vec![json!({"namespace": "ns", "instanceId": "i", "phase": "Expired"})]
-    );
-    assert_eq!(backend.lifecycle_attempts(), 3);
 }
 
 /// A stand-in gateway for the CLI test: verifies Slack's signature, answers 200, then

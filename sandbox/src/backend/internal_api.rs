@@ -2,6 +2,8 @@
 //! path: `POST /internal/v1/spritz/channel-sessions/exchange`,
 //! `…/channel-installations/upsert`, `…/channel-installations/disconnect` (bearer: the
 //! internal token) and `POST /lifecycle` (bearer: the lifecycle token, when set).
+//! Order of checks, as in the Spritz services' internal routes: the token (401), the
+//! body (400 naming the field), then the installation (404 when unknown).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +18,11 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::spritz_http::{bearer, error, injected_failure};
+use crate::spritz_http::{
+    backend_error as error, bearer, injected_backend_failure as injected_failure,
+};
 
+use super::request;
 use super::state::{BackendState, ExchangeAnswer, WriteAnswer};
 
 type Shared = Arc<watch::Sender<BackendState>>;
@@ -60,19 +65,12 @@ async fn exchange(
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "invalid json");
     };
-    let field = |name: &str| body.get(name).and_then(Value::as_str).unwrap_or_default();
-    if field("principalId").is_empty()
-        || field("provider") != "slack"
-        || field("externalScopeType") != "workspace"
-        || field("externalTenantId").is_empty()
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "principalId, provider=slack, externalScopeType=workspace and externalTenantId are required",
-        );
-    }
+    let team_id = match request::routing_identity(&body) {
+        Ok(team_id) => team_id,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
     let mut answer = None;
-    state.send_modify(|s| answer = Some(s.exchange(body)));
+    state.send_modify(|s| answer = Some(s.exchange(&team_id, body)));
     match answer {
         Some(ExchangeAnswer::Resolved(body)) => Json(body).into_response(),
         Some(ExchangeAnswer::Unavailable(body)) => {
@@ -123,6 +121,9 @@ fn write(
         Some(WriteAnswer::Ok(body)) => Json(body).into_response(),
         Some(WriteAnswer::Fault(status)) => injected_failure(status),
         Some(WriteAnswer::BadRequest(reason)) => error(StatusCode::BAD_REQUEST, reason),
+        Some(WriteAnswer::NotFound) => {
+            error(StatusCode::NOT_FOUND, "channel installation not found")
+        }
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -132,28 +133,32 @@ async fn lifecycle(
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
-    let mut status = StatusCode::OK;
     let token = bearer(&headers);
+    let mut answer = Ok(());
     state.send_modify(|s| {
         s.lifecycle_attempts += 1;
         let authorized = match &s.lifecycle_token {
             Some(expected) => token.as_deref() == Some(expected.as_str()),
             None => true,
         };
-        status = if !authorized {
-            StatusCode::UNAUTHORIZED
+        answer = if !authorized {
+            Err((StatusCode::UNAUTHORIZED, "unauthorized"))
         } else if let Some(fault) = s.lifecycle_faults.pop_front() {
-            StatusCode::from_u16(fault).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        } else if let Ok(Json(body)) = &body {
-            s.lifecycle_webhooks.push(body.clone());
-            StatusCode::OK
+            Err((
+                StatusCode::from_u16(fault).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "injected failure",
+            ))
         } else {
-            StatusCode::BAD_REQUEST
+            match &body {
+                Ok(Json(body)) => request::lifecycle(body)
+                    .map(|()| s.lifecycle_webhooks.push(body.clone()))
+                    .map_err(|reason| (StatusCode::BAD_REQUEST, reason)),
+                Err(_) => Err((StatusCode::BAD_REQUEST, "invalid json")),
+            }
         };
     });
-    if status == StatusCode::OK {
-        Json(json!({"status": "ok"})).into_response()
-    } else {
-        error(status, "lifecycle webhook rejected")
+    match answer {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err((status, reason)) => error(status, reason),
     }
 }

@@ -2,6 +2,28 @@
 //! answers per team, installation upsert and disconnect, and the lifecycle webhook
 //! receiver — everything the gateway, worker and notifier call on the backend.
 //!
+//! The backend itself is not public; the fake follows its contract in SPEC §2, the
+//! Go gateway that calls it (textcortex/spritz `integrations/slack-gateway/backend_client.go`,
+//! `integrations/slack-gateway/slack_oauth.go`) and the way the Spritz API guards its
+//! own internal routes (`api/internal_auth.go`):
+//! - every `/internal/v1/spritz/…` route needs `Authorization: Bearer <internal token>`:
+//!   none or another one is 401 `unauthorized` (`api/internal_auth.go`);
+//! - bodies must carry the routing identity (`principalId`, `provider:"slack"`,
+//!   `externalScopeType:"workspace"`, `externalTenantId`), an installation upsert also
+//!   `presetId`, an external `ownerRef` of the same workspace and `providerAuth` with
+//!   `teamId`, `apiAppId`, `botUserId`, `botAccessToken`: 400 naming the field
+//!   (field names and messages as `api/channel_routes.go` validates the same identity);
+//! - a workspace that is not installed, or was disconnected, is 404 `channel
+//!   installation not found` on exchange (SPEC §2 "other 4xx: not installed /
+//!   disconnected"); disconnecting one never installed is 404, disconnecting twice is
+//!   a success (Slack sends both `app_uninstalled` and `tokens_revoked`);
+//! - exchange answers 200 `resolved` with a session, 503 `unavailable` with
+//!   `providerAuth`, or a bare transient status, exactly as SPEC §2 lists them;
+//! - the lifecycle receiver requires its token when one is set (401) and a body with
+//!   `namespace`, `instanceId` and `phase` (400).
+//!
+//! Failures are `{"status":"error","error":"<reason>"}`.
+//!
 //! Layout: this file holds the handle and public types; `state` the recorded calls
 //! and the answer each call gets; `internal_api` the routes under the base path
 //! (`/backend/internal/v1/spritz/…`, `/backend/lifecycle`); `control` the
@@ -9,6 +31,7 @@
 
 mod control;
 mod internal_api;
+mod request;
 mod state;
 
 use std::net::SocketAddr;
@@ -61,6 +84,12 @@ impl TeamInstall {
             access_token: format!("session-{lower}-sandbox"),
             expires_in: Duration::from_secs(3600),
         }
+    }
+
+    /// The `ownerAuthId` of the team's sessions (`auth-<team>`): the principal the
+    /// session `accessToken` stands for at the Spritz API, and the owner of the runtime.
+    pub fn owner_auth_id(&self) -> String {
+        format!("auth-{}", self.team_id.to_ascii_lowercase())
     }
 }
 

@@ -1,12 +1,10 @@
 //! What the fake backend remembers and the answer each internal call gets, kept apart
 //! from HTTP so the routes stay thin.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
-
 use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
 
-use super::{ExchangeMode, TeamInstall};
+use super::{ExchangeMode, TeamInstall, request};
 
 /// Scopes reported in `providerAuth.scopeSet` (the gateway's default bot scopes).
 const SCOPES: [&str; 5] = [
@@ -57,6 +55,8 @@ pub(super) enum WriteAnswer {
     Ok(Value),
     Fault(u16),
     BadRequest(&'static str),
+    /// The workspace was never installed.
+    NotFound,
 }
 
 pub(crate) struct BackendState {
@@ -107,14 +107,9 @@ impl BackendState {
 
     /// Counts the call, takes the next scripted answer (or the steady mode) and
     /// builds the body. `Resolved`/`Unavailable` without an install answer 404.
-    pub fn exchange(&mut self, body: Value) -> ExchangeAnswer {
-        let team_id = body
-            .get("externalTenantId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+    pub fn exchange(&mut self, team_id: &str, body: Value) -> ExchangeAnswer {
         self.exchange_requests.push(body);
-        let team = self.team_mut(&team_id);
+        let team = self.team_mut(team_id);
         team.exchange_calls += 1;
         let mode = team.script.pop_front().unwrap_or_else(|| team.mode.clone());
         match (mode, &team.install) {
@@ -143,30 +138,23 @@ impl BackendState {
         if let Some(status) = self.upsert_faults.pop_front() {
             return WriteAnswer::Fault(status);
         }
-        let auth = &body["providerAuth"];
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        let team_id = match body.get("externalTenantId").and_then(Value::as_str) {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => return WriteAnswer::BadRequest("externalTenantId is required"),
+        let team_id = match request::routing_identity(&body) {
+            Ok(team_id) => team_id,
+            Err(reason) => return WriteAnswer::BadRequest(reason),
         };
+        if let Err(reason) = request::installation(&body, &team_id) {
+            return WriteAnswer::BadRequest(reason);
+        }
+        let auth = &body["providerAuth"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().trim().to_owned();
         let mut install = self
             .teams
             .get(&team_id)
             .and_then(|t| t.install.clone())
-            .unwrap_or_else(|| TeamInstall {
-                expires_in: Duration::from_secs(3600),
-                ..TeamInstall::demo(&team_id)
-            });
-        for (field, key) in [
-            (&mut install.api_app_id, "apiAppId"),
-            (&mut install.bot_user_id, "botUserId"),
-            (&mut install.bot_access_token, "botAccessToken"),
-        ] {
-            let value = text(&auth[key]);
-            if !value.is_empty() {
-                *field = value;
-            }
-        }
+            .unwrap_or_else(|| TeamInstall::demo(&team_id));
+        install.api_app_id = text(&auth["apiAppId"]);
+        install.bot_user_id = text(&auth["botUserId"]);
+        install.bot_access_token = text(&auth["botAccessToken"]);
         let install_ref = match self.teams.get(&team_id).and_then(|t| t.install_ref.clone()) {
             Some(existing) => existing,
             None => {
@@ -184,19 +172,22 @@ impl BackendState {
     }
 
     /// Records the disconnect; the team's exchange answers 404 from now on (its
-    /// install is kept, so `set_exchange_mode(Resolved)` brings it back).
+    /// install is kept, so `set_exchange_mode(Resolved)` brings it back). Disconnecting
+    /// again is a no-op success; a workspace that was never installed is a 404.
     pub fn disconnect(&mut self, body: Value) -> WriteAnswer {
         if let Some(status) = self.disconnect_faults.pop_front() {
             return WriteAnswer::Fault(status);
         }
-        let team_id = match body.get("externalTenantId").and_then(Value::as_str) {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => return WriteAnswer::BadRequest("externalTenantId is required"),
+        let team_id = match request::routing_identity(&body) {
+            Ok(team_id) => team_id,
+            Err(reason) => return WriteAnswer::BadRequest(reason),
         };
-        self.disconnects.push(body);
-        let team = self.team_mut(&team_id);
+        let Some(team) = self.teams.get_mut(&team_id).filter(|t| t.install.is_some()) else {
+            return WriteAnswer::NotFound;
+        };
         team.mode = ExchangeMode::NotInstalled;
         team.script.clear();
+        self.disconnects.push(body);
         WriteAnswer::Ok(json!({"status": "disconnected"}))
     }
 }
@@ -207,7 +198,7 @@ fn session(install: &TeamInstall, install_ref: Option<&str>) -> Value {
     json!({
         "accessToken": install.access_token,
         "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "ownerAuthId": format!("auth-{}", install.team_id.to_ascii_lowercase()),
+        "ownerAuthId": install.owner_auth_id(),
         "namespace": install.namespace,
         "instanceId": install.instance_id,
         "providerAuth": provider_auth(install, install_ref),

@@ -16,7 +16,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::spritz_http::{bearer, error, injected_failure};
+use crate::spritz_http::{
+    backend_error as error, bearer, injected_backend_failure as injected_failure,
+};
 
 use super::state::{CWD, Identity, SpritzState, Unusable, UpsertRequest};
 use super::{SpritzCall, acp};
