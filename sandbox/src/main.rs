@@ -306,6 +306,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let install = args.team.install();
     backend.install_team(install.clone());
+    spritz.add_runtime(&install);
     slack.expect_oauth_client(&args.client_id, &args.client_secret);
     slack.add_workspace(
         &install.team_id,

@@ -33,18 +33,11 @@ fn upsert(spritz: &FakeSpritz, team: &TeamInstall) -> reqwest::RequestBuilder {
 
 /// Sending a request and reading its answer's JSON body in one step.
 trait JsonAnswer {
-    /// The answer as JSON, whatever its status.
-    async fn answer(self) -> Value;
     /// The answer as JSON; it must be a success.
     async fn success(self) -> Value;
 }
 
 impl JsonAnswer for reqwest::RequestBuilder {
-    async fn answer(self) -> Value {
-        let response = self.send().await.expect("request sent");
-        response.json().await.expect("a JSON answer")
-    }
-
     async fn success(self) -> Value {
         let response = self.send().await.expect("request sent");
         let response = response.error_for_status().expect("a success");
@@ -80,13 +73,14 @@ async fn open_conversation(
     team: &TeamInstall,
     external_id: &str,
 ) -> Conversation {
+    spritz.add_runtime(team);
     let upsert: Value = upsert(spritz, team)
         .json(&json!({
             "namespace": team.namespace,
             "conversationId": "",
             "principalId": "spritz-slack-gateway",
             "instanceId": team.instance_id,
-            "ownerId": "auth-owner",
+            "ownerId": team.owner_auth_id(),
             "provider": "slack",
             "externalScopeType": "workspace",
             "externalTenantId": team.team_id,
@@ -345,86 +339,6 @@ async fn acp_echo_round_trip_replies_in_varied_chunks_and_records_the_prompt() {
     assert!(prompts[0].text.ends_with("hello wörld"));
     assert_eq!(spritz.max_concurrent_prompts(&conversation.id), 1);
     assert_eq!(spritz.upsert_tokens(), vec![team.access_token.clone()]);
-}
-
-/// An upsert body for team `T1`'s conversation `external_id` in channel `C1`.
-fn upsert_body(team: &TeamInstall, conversation_id: &str, external_id: &str) -> Value {
-    json!({
-        "namespace": team.namespace, "conversationId": conversation_id,
-        "principalId": "spritz-slack-gateway", "instanceId": team.instance_id,
-        "ownerId": "auth-owner", "provider": "slack", "externalScopeType": "workspace",
-        "externalTenantId": team.team_id, "externalChannelId": "C1",
-        "externalConversationId": external_id, "title": "Slack C1", "cwd": "/home/dev",
-    })
-}
-
-#[tokio::test]
-async fn the_same_external_conversation_maps_to_one_conversation_and_aliases_join_it() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
-    let team = TeamInstall::demo("T1");
-    let first = open_conversation(&spritz, &team, "1700000000.000100").await;
-    let again = open_conversation(&spritz, &team, "1700000000.000100").await;
-    let other = open_conversation(&spritz, &team, "1700000000.000200").await;
-    assert_eq!(first.id, again.id);
-    assert_ne!(first.id, other.id);
-    assert!(
-        first
-            .id
-            .starts_with(&format!("{}-channel-", team.instance_id)),
-        "names are the server's: {}",
-        first.id
-    );
-
-    let alias: Value = upsert(&spritz, &team)
-        .json(&upsert_body(&team, &first.id, "1700000000.000999"))
-        .answer()
-        .await;
-    assert_eq!(
-        alias["data"]["conversation"]["metadata"]["name"],
-        json!(first.id)
-    );
-    let via_alias = open_conversation(&spritz, &team, "1700000000.000999").await;
-    assert_eq!(via_alias.id, first.id);
-    assert_eq!(spritz.upserts().len(), 5);
-}
-
-#[tokio::test]
-async fn an_upsert_naming_an_unknown_conversation_is_refused_as_the_real_api_does() {
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
-    let team = TeamInstall::demo("T1");
-    let unknown = upsert(&spritz, &team)
-        .json(&upsert_body(
-            &team,
-            "slack-t1-c1-1700000000-000100",
-            "1700000000.000100",
-        ))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(unknown.status(), 404);
-    let body: Value = unknown.json().await.expect("json");
-    assert!(body.to_string().contains("spritz not found"), "{body}");
-
-    let first = open_conversation(&spritz, &team, "1700000000.000100").await;
-    let mut elsewhere = upsert_body(&team, &first.id, "1700000000.000300");
-    elsewhere["externalChannelId"] = json!("C2");
-    let conflict = upsert(&spritz, &team)
-        .json(&elsewhere)
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(conflict.status(), 409, "a conversation of another channel");
-
-    let mut incomplete = upsert_body(&team, "", "1700000000.000400");
-    incomplete["ownerId"] = json!("");
-    let refused = upsert(&spritz, &team)
-        .json(&incomplete)
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(refused.status(), 400);
-    let body: Value = refused.json().await.expect("json");
-    assert!(body.to_string().contains("ownerId is required"), "{body}");
 }
 
 #[tokio::test]

@@ -85,6 +85,7 @@ async fn run() -> anyhow::Result<()> {
     let install = TeamInstall::demo(TEAM);
     backend.install_team(install.clone());
     for team in [install.clone(), TeamInstall::demo(WAKE_TEAM)] {
+        spritz.add_runtime(&team);
         slack.add_workspace(&team.team_id, &team.bot_access_token, &["CBENCH"]);
     }
     let vhost = BrokerAdmin::from_env().create_vhost().await?;

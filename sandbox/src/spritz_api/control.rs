@@ -9,6 +9,7 @@
 //! `GET /_sandbox/upserts`, `GET /_sandbox/permission-answers`,
 //! `GET /_sandbox/conversations/{id}/max-concurrent`,
 //! `POST /_sandbox/faults` (`{"call":"upsert"|"bootstrap"|"connect","count":1,"status":503}`),
+//! `POST /_sandbox/runtimes` (a backend `TeamInstall`: its runtime and session token),
 //! `POST /_sandbox/hold`,
 //! `POST /_sandbox/release`.
 
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::backend::TeamInstall;
 use crate::control::{self, ControlHttp, WaitQuery};
 
 use super::state::SpritzState;
@@ -46,6 +48,7 @@ pub(super) fn router(state: Shared) -> Router {
             get(max_concurrent),
         )
         .route("/_sandbox/faults", post(add_faults))
+        .route("/_sandbox/runtimes", post(add_runtime))
         .route("/_sandbox/hold", post(hold))
         .route("/_sandbox/release", post(release))
         .with_state(state)
@@ -138,6 +141,18 @@ async fn add_faults(State(state): State<Shared>, Json(request): Json<FaultReques
             .entry(request.call)
             .or_default()
             .extend(std::iter::repeat_n(request.status, request.count));
+    });
+    StatusCode::NO_CONTENT
+}
+
+async fn add_runtime(State(state): State<Shared>, Json(team): Json<TeamInstall>) -> StatusCode {
+    state.send_modify(|s| {
+        s.add_runtime(
+            &team.namespace,
+            &team.instance_id,
+            &team.owner_auth_id(),
+            &team.access_token,
+        );
     });
     StatusCode::NO_CONTENT
 }

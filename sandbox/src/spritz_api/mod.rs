@@ -10,11 +10,45 @@
 //! `acp` one websocket session with the agent; `control` the `/_sandbox` control API
 //! and its client. Everything is served under the base path `/spritz`, so clients
 //! prove they keep the base URL's path (the websocket included).
+//!
+//! The REST part is as strict as the real API (textcortex/spritz at 6af2b76):
+//! - failures are JSend as `writeError` writes them (`api/jsend.go`): 4xx
+//!   `{"status":"fail","data":{"message":"…"}}`, 5xx
+//!   `{"status":"error","message":"…","code":…}`; success is
+//!   `{"status":"success","data":…}`;
+//! - no bearer, or a session token the API does not know, is 401 `unauthenticated`
+//!   (`api/auth.go` `writeAuthError`); session tokens are known once the team's
+//!   runtime was added with its token ([`FakeSpritz::add_runtime`]), as the real API
+//!   accepts the sessions the backend hands out;
+//! - `POST /api/channel-conversations/upsert` (`api/channel_conversations.go`,
+//!   `api/channel_conversation_service.go`): unknown body fields are 400
+//!   `json: unknown field "…"` (`decodeACPBody`); `provider is invalid`,
+//!   `externalScopeType is invalid`, then `externalTenantId`, `instanceId`, `ownerId`,
+//!   `principalId`, `externalChannelId`, `externalConversationId` `is required` (400,
+//!   in that order); the namespace defaults to `default`; an `ownerId` that is not
+//!   the caller, or a runtime of another owner, is 403 `forbidden`; an unknown or gone
+//!   runtime is 404 `spritz not found`; a non-empty `conversationId` must name an
+//!   existing conversation (404 `spritz not found`) of the same identity and runtime
+//!   whose external id no other conversation holds (409 `channel conversation is
+//!   ambiguous`) and gets the `externalConversationId` as an alias (200,
+//!   `created:false`); an empty one finds the conversation by principal, provider,
+//!   scope, tenant, channel, owner, runtime and external id or alias (200,
+//!   `created:false`) or creates it under a server-assigned `<spritz>-channel-<hash>`
+//!   name (`channelConversationName`; 201, `created:true`);
+//! - bootstrap and connect need the service token (401 `unauthenticated`); an unknown
+//!   conversation is 404 `conversation not found`, a gone runtime 404 `spritz not
+//!   found` (`api/acp_bootstrap.go`, `api/acp_gateway.go`); the namespace defaults to
+//!   `default`.
+//!
+//! Not modelled: runtimes that exist but are not ready (the real API answers 409
+//! `acp unavailable`), admin principals, the service principal's scope check, and the
+//! 63-character cut of long conversation names.
 
 mod acp;
 mod control;
 mod rest;
 mod state;
+mod upsert;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +59,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::backend::TeamInstall;
 use crate::recording;
 use crate::server::{self, FakeServer};
 
@@ -128,6 +163,21 @@ impl FakeSpritz {
     /// `http://127.0.0.1:PORT`, where the `/_sandbox` control API lives.
     pub fn origin(&self) -> String {
         self.server.origin()
+    }
+
+    /// Serves the team's runtime (`namespace`/`instance_id`, owned by its
+    /// `owner_auth_id()`, ready) and accepts its session `access_token` as that owner,
+    /// as the real API accepts the sessions the backend hands out. Without it every
+    /// upsert for the team is refused (401 for the token, 404 for the runtime).
+    pub fn add_runtime(&self, team: &TeamInstall) {
+        self.state.send_modify(|s| {
+            s.add_runtime(
+                &team.namespace,
+                &team.instance_id,
+                &team.owner_auth_id(),
+                &team.access_token,
+            );
+        });
     }
 
     /// Sets how the agent answers prompts from now on (default `Echo`).

@@ -1,27 +1,28 @@
 //! The Spritz API routes under the base path: `POST /api/channel-conversations/upsert`
-//! (bearer: any session token, recorded), `POST /api/acp/conversations/{id}/bootstrap`
+//! (bearer: a session token the fake knows), `POST /api/acp/conversations/{id}/bootstrap`
 //! and the websocket `GET /api/acp/conversations/{id}/connect` (bearer: the service
-//! token). A vanished runtime answers 404 `spritz not found`.
+//! token). Failures are JSend as the real `writeError` writes them; an unknown
+//! conversation is 404 `conversation not found` (`writeACPConversationError` in
+//! `api/acp_conversations.go`), a gone runtime 404 `spritz not found`
+//! (`writeACPResourceError` in `api/acp_helpers.go`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::spritz_http::{
-    backend_error as error, bearer, injected_backend_failure as injected_failure,
-};
+use crate::spritz_http::{api_error as error, bearer, injected_api_failure as injected_failure};
 
-use super::state::{CWD, Identity, SpritzState, Unusable, UpsertRequest};
-use super::{SpritzCall, acp};
+use super::state::{SpritzState, Unusable};
+use super::{SpritzCall, acp, upsert};
 
 type Shared = Arc<watch::Sender<SpritzState>>;
 
@@ -33,52 +34,30 @@ pub(super) fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-async fn upsert(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Response {
+async fn upsert(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(token) = bearer(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized");
-    };
-    let Ok(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "invalid json");
-    };
-    let text = |name: &str| {
-        body.get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    };
-    let request = UpsertRequest {
-        namespace: text("namespace"),
-        instance_id: text("instanceId"),
-        conversation_id: text("conversationId"),
-        identity: Identity {
-            principal_id: text("principalId"),
-            provider: text("provider"),
-            external_scope_type: text("externalScopeType"),
-            external_tenant_id: text("externalTenantId"),
-            external_channel_id: text("externalChannelId"),
-            owner_id: text("ownerId"),
-        },
-        external_conversation_id: text("externalConversationId"),
+        return error(StatusCode::UNAUTHORIZED, "unauthenticated");
     };
     slow_down(&state, SpritzCall::Upsert).await;
-    let missing = missing_field(&request);
+    let parsed = upsert::parse(&body);
     let mut outcome = Err(Unusable::NotFound);
+    let mut principal = None;
     state.send_modify(|s| {
-        s.upserts.push(body.clone());
-        s.upsert_tokens.push(token);
-        if missing.is_none() {
+        s.upserts
+            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        s.upsert_tokens.push(token.clone());
+        principal = s.principal(&token);
+        if let (Some(principal), Ok(request)) = (&principal, &parsed) {
             outcome = s
                 .take_fault(SpritzCall::Upsert)
-                .and_then(|()| s.upsert(request));
+                .and_then(|()| s.upsert(principal, request.clone()));
         }
     });
-    if let Some(message) = missing {
-        return error(StatusCode::BAD_REQUEST, message);
+    if principal.is_none() {
+        return error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    }
+    if let Err(message) = parsed {
+        return error(StatusCode::BAD_REQUEST, &message);
     }
     match outcome {
         Ok((conversation, created)) => {
@@ -93,36 +72,11 @@ async fn upsert(
             });
             (status, Json(body)).into_response()
         }
+        // A named conversation that does not exist: the real upsert's `Get` answers
+        // through `writeACPResourceError`, hence `spritz not found`.
+        Err(Unusable::NotFound) => error(StatusCode::NOT_FOUND, "spritz not found"),
         Err(reason) => unusable(reason),
     }
-}
-
-/// The first required field an upsert lacks, with the message the real API writes
-/// (`normalizeChannelConversationUpsertRequest` in `api/channel_conversation_service.go`).
-fn missing_field(request: &UpsertRequest) -> Option<&'static str> {
-    let identity = &request.identity;
-    [
-        (&identity.provider, "provider is required"),
-        (
-            &identity.external_scope_type,
-            "externalScopeType is required",
-        ),
-        (&identity.external_tenant_id, "externalTenantId is required"),
-        (&request.instance_id, "instanceId is required"),
-        (&identity.owner_id, "ownerId is required"),
-        (&identity.principal_id, "principalId is required"),
-        (
-            &identity.external_channel_id,
-            "externalChannelId is required",
-        ),
-        (
-            &request.external_conversation_id,
-            "externalConversationId is required",
-        ),
-        (&request.namespace, "namespace is required"),
-    ]
-    .into_iter()
-    .find_map(|(value, message)| value.is_empty().then_some(message))
 }
 
 async fn bootstrap(
@@ -132,10 +86,10 @@ async fn bootstrap(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if !has_service_token(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized");
+        return error(StatusCode::UNAUTHORIZED, "unauthenticated");
     }
     slow_down(&state, SpritzCall::Bootstrap).await;
-    let namespace = query.get("namespace").cloned().unwrap_or_default();
+    let namespace = namespace(&query);
     let mut outcome = Err(Unusable::NotFound);
     state.send_modify(|s| {
         s.bootstraps.push((id.clone(), namespace.clone()));
@@ -148,7 +102,7 @@ async fn bootstrap(
             "status": "success",
             "data": {
                 "effectiveSessionId": conversation.session_id,
-                "effectiveCwd": CWD,
+                "bindingState": "active",
                 "conversation": conversation.to_json(),
             },
         }))
@@ -165,9 +119,9 @@ async fn connect(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !has_service_token(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized");
+        return error(StatusCode::UNAUTHORIZED, "unauthenticated");
     }
-    let namespace = query.get("namespace").cloned().unwrap_or_default();
+    let namespace = namespace(&query);
     let mut usable = Err(Unusable::NotFound);
     state.send_modify(|s| {
         usable = s
@@ -189,6 +143,14 @@ async fn slow_down(state: &Shared, call: SpritzCall) {
     }
 }
 
+/// The `namespace` query parameter, `"default"` when absent (`requestNamespace`).
+fn namespace(query: &HashMap<String, String>) -> String {
+    match query.get("namespace").map(|n| n.trim()) {
+        Some(namespace) if !namespace.is_empty() => namespace.to_owned(),
+        _ => "default".to_owned(),
+    }
+}
+
 fn has_service_token(state: &Shared, headers: &HeaderMap) -> bool {
     bearer(headers).is_some_and(|token| token == state.borrow().service_token)
 }
@@ -196,7 +158,8 @@ fn has_service_token(state: &Shared, headers: &HeaderMap) -> bool {
 fn unusable(reason: Unusable) -> Response {
     match reason {
         Unusable::Vanished => error(StatusCode::NOT_FOUND, "spritz not found"),
-        Unusable::NotFound => error(StatusCode::NOT_FOUND, "spritz not found"),
+        Unusable::NotFound => error(StatusCode::NOT_FOUND, "conversation not found"),
+        Unusable::Forbidden => error(StatusCode::FORBIDDEN, "forbidden"),
         Unusable::Ambiguous => error(StatusCode::CONFLICT, "channel conversation is ambiguous"),
         Unusable::Injected(status) => injected_failure(status),
     }

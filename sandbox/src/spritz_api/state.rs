@@ -1,5 +1,6 @@
-//! What the fake Spritz API remembers: conversations and their aliases, vanished
-//! runtimes, recorded calls, and how many prompts run at once per conversation.
+//! What the fake Spritz API remembers: the runtimes it serves and who owns them, the
+//! session tokens it accepts, conversations and their aliases, vanished runtimes,
+//! recorded calls, and how many prompts run at once per conversation.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -50,6 +51,8 @@ pub(super) enum Unusable {
     Vanished,
     /// The named conversation belongs to another identity or runtime (409).
     Ambiguous,
+    /// The caller is not the owner the upsert names, or not the runtime's (403).
+    Forbidden,
     /// A failure injected with `FakeSpritz::fail_next`.
     Injected(u16),
 }
@@ -67,7 +70,7 @@ pub(super) struct Identity {
 }
 
 /// The parts of an upsert body the fake acts on.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct UpsertRequest {
     pub namespace: String,
     pub instance_id: String,
@@ -85,6 +88,10 @@ pub(crate) struct SpritzState {
     pub replay_history: bool,
     pub held: bool,
     pub vanished: HashSet<(String, String)>,
+    /// `(namespace, instance id)` → the runtime's owner id.
+    pub runtimes: HashMap<(String, String), String>,
+    /// Session access tokens the API accepts → the principal each stands for.
+    pub session_tokens: HashMap<String, String>,
     pub conversations: HashMap<String, Conversation>,
     pub prompts: Vec<PromptRecord>,
     pub upserts: Vec<Value>,
@@ -112,6 +119,8 @@ impl SpritzState {
             replay_history: false,
             held: false,
             vanished: HashSet::new(),
+            runtimes: HashMap::new(),
+            session_tokens: HashMap::new(),
             conversations: HashMap::new(),
             prompts: Vec::new(),
             upserts: Vec::new(),
@@ -151,15 +160,55 @@ impl SpritzState {
             .contains(&(namespace.to_owned(), instance_id.to_owned()))
     }
 
-    /// The real `POST /api/channel-conversations/upsert`: a named conversation must
-    /// exist (404 `spritz not found`) and match the identity (409), and gains the
+    /// A ready runtime owned by `owner_id`, and a session token standing for its owner.
+    pub fn add_runtime(&mut self, namespace: &str, instance_id: &str, owner_id: &str, token: &str) {
+        self.runtimes.insert(
+            (namespace.to_owned(), instance_id.to_owned()),
+            owner_id.to_owned(),
+        );
+        self.session_tokens
+            .insert(token.to_owned(), owner_id.to_owned());
+    }
+
+    /// The principal a session token stands for.
+    pub fn principal(&self, token: &str) -> Option<String> {
+        self.session_tokens.get(token).cloned()
+    }
+
+    /// The real `POST /api/channel-conversations/upsert` by `principal`: the owner the
+    /// upsert names must be the caller (403), the runtime must exist and be up (404
+    /// `spritz not found`) and be the caller's (403); a named conversation must
+    /// exist (404 `spritz not found`), match the identity and runtime, and not clash
+    /// with another conversation holding the external id (409), and gains the
     /// external id as an alias; an unnamed upsert finds the conversation by identity
     /// and external id (primary or alias) or creates one under a name the server
     /// chooses. `Ok((conversation, created))`.
-    pub fn upsert(&mut self, request: UpsertRequest) -> Result<(Conversation, bool), Unusable> {
+    pub fn upsert(
+        &mut self,
+        principal: &str,
+        request: UpsertRequest,
+    ) -> Result<(Conversation, bool), Unusable> {
+        if request.identity.owner_id != principal {
+            return Err(Unusable::Forbidden);
+        }
+        let runtime = (request.namespace.clone(), request.instance_id.clone());
+        let owner = self.runtimes.get(&runtime).ok_or(Unusable::Vanished)?;
         if self.is_vanished(&request.namespace, &request.instance_id) {
             return Err(Unusable::Vanished);
         }
+        if owner != principal {
+            return Err(Unusable::Forbidden);
+        }
+        let holder = self
+            .conversations
+            .values()
+            .find(|c| {
+                c.namespace == request.namespace
+                    && c.instance_id == request.instance_id
+                    && c.identity == request.identity
+                    && c.external_ids.contains(&request.external_conversation_id)
+            })
+            .map(|c| c.name.clone());
         if !request.conversation_id.is_empty() {
             let conversation = self
                 .conversations
@@ -168,6 +217,7 @@ impl SpritzState {
                 .ok_or(Unusable::Vanished)?;
             if conversation.identity != request.identity
                 || conversation.instance_id != request.instance_id
+                || holder.is_some_and(|name| name != conversation.name)
             {
                 return Err(Unusable::Ambiguous);
             }
@@ -181,12 +231,7 @@ impl SpritzState {
             }
             return Ok((conversation.clone(), false));
         }
-        if let Some(found) = self.conversations.values().find(|c| {
-            c.namespace == request.namespace
-                && c.instance_id == request.instance_id
-                && c.identity == request.identity
-                && c.external_ids.contains(&request.external_conversation_id)
-        }) {
+        if let Some(found) = holder.and_then(|name| self.conversations.get(&name)) {
             return Ok((found.clone(), false));
         }
         let name = conversation_name(&request);

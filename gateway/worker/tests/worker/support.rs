@@ -63,6 +63,7 @@ impl World {
         let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("fake spritz");
         let install = TeamInstall::demo(TEAM);
         backend.install_team(install.clone());
+        spritz.add_runtime(&install);
         slack.add_workspace(TEAM, &install.bot_access_token, &["C1", "D1"]);
         let mut settings = BrokerSettings::new(vhost.amqp_url(), "worker-test-publisher");
         settings.topology.work_retry_tiers =
