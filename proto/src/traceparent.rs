@@ -54,8 +54,28 @@ impl TraceParent {
         })
     }
 
+    /// A traceparent naming an existing span (`parent_id`) of trace `trace_id`, for
+    /// a message or call made within that span; `None` for the all-zero ids W3C calls
+    /// invalid.
+    pub fn from_ids(trace_id: [u8; 16], parent_id: [u8; 8]) -> Option<Self> {
+        (trace_id != [0; 16] && parent_id != [0; 8]).then_some(Self {
+            trace_id,
+            parent_id,
+        })
+    }
+
+    /// The trace id as 32 lowercase hex digits, the form logs and tracing backends show.
     pub fn trace_id(&self) -> String {
         hex::encode(self.trace_id)
+    }
+
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// The span this traceparent names as the parent of whatever carries it.
+    pub fn parent_id_bytes(&self) -> [u8; 8] {
+        self.parent_id
     }
 }
 
@@ -86,5 +106,18 @@ mod tests {
         assert!(
             TraceParent::parse("00-00000000000000000000000000000000-0000000000000000-01").is_none()
         );
+    }
+
+    #[test]
+    fn a_traceparent_built_from_ids_names_them_and_refuses_zero_ids() {
+        let trace = TraceParent::from_ids([7; 16], [9; 8]).expect("valid ids");
+        assert_eq!(trace.trace_id_bytes(), [7; 16]);
+        assert_eq!(trace.parent_id_bytes(), [9; 8]);
+        assert_eq!(
+            trace.to_string(),
+            "00-07070707070707070707070707070707-0909090909090909-01"
+        );
+        assert!(TraceParent::from_ids([0; 16], [9; 8]).is_none());
+        assert!(TraceParent::from_ids([7; 16], [0; 8]).is_none());
     }
 }

@@ -1,7 +1,8 @@
 //! What every Spritz process shares at run time: the broker connection and its
 //! confirmed publisher ([`broker`]), environment configuration that fails fast with
 //! exit code 2 ([`config`]), what every entry point does around its role
-//! ([`entry_point`]), JSON logs ([`telemetry`]), the `/metrics`, `/healthz` and
+//! ([`entry_point`]), JSON logs and optional OTLP span export ([`telemetry`]), one
+//! trace per message across processes ([`trace`]), the `/metrics`, `/healthz` and
 //! `/readyz` listener ([`ops`]), the metrics every process exports ([`metrics`]), the
 //! shutdown signal ([`shutdown`]), and consumers that restart on every broker link
 //! ([`link_consumer`]).
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 pub use broker::{Broker, BrokerSettings, Link, PublishError};
 pub use config::{ConfigError, Env, ListenAddr};
