@@ -20,3 +20,5 @@ mod server;
 pub mod slack;
 pub mod spritz_api;
 mod spritz_http;
+
+pub use spritz_http::TracedRequest;

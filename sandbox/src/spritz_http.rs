@@ -1,11 +1,17 @@
 //! What the two Spritz services the fakes stand in for — the backend's internal API
-//! and the Spritz API — share on the wire: bearer tokens in `Authorization`, and each
-//! service's shape of a failure.
+//! and the Spritz API — share on the wire: bearer tokens in `Authorization`, each
+//! service's shape of a failure, and the W3C `traceparent` each request carried,
+//! recorded for tests.
+
+use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tokio::sync::watch;
 
 /// A backend failure: `{"status":"error","error":"…"}` with the HTTP status. The
 /// backend is not public; SPEC §2 only promises "a body that may hold a reason", and
@@ -46,4 +52,36 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ")?.trim();
     (!token.is_empty()).then(|| token.to_owned())
+}
+
+/// One request a fake's API received and the `traceparent` header it carried, so
+/// tests can check that callers carry a message's trace on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracedRequest {
+    /// The route below the fake's base path (`/internal/v1/spritz/…`, `/api/…`).
+    pub path: String,
+    pub traceparent: Option<String>,
+}
+
+/// A fake's state that keeps [`TracedRequest`]s.
+pub(crate) trait RecordsTraceparents {
+    fn traced_requests(&mut self) -> &mut Vec<TracedRequest>;
+}
+
+/// Middleware recording the `traceparent` of every request before it is handled.
+pub(crate) async fn record_traceparent<S: RecordsTraceparents + Send + Sync + 'static>(
+    State(state): State<Arc<watch::Sender<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let traced = TracedRequest {
+        path: request.uri().path().to_owned(),
+        traceparent: request
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+    };
+    state.send_modify(|s| s.traced_requests().push(traced));
+    next.run(request).await
 }

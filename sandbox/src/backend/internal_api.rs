@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::spritz_http::{
-    backend_error as error, bearer, injected_backend_failure as injected_failure,
+    backend_error as error, bearer, injected_backend_failure as injected_failure, record_traceparent,
 };
 
 use super::request;
@@ -42,6 +42,10 @@ pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .nest("/internal/v1/spritz", internal)
         .route("/lifecycle", post(lifecycle))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_traceparent,
+        ))
         .with_state(state)
 }
 

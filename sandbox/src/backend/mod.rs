@@ -203,6 +203,11 @@ impl FakeBackend {
             .map_or(0, |t| t.exchange_calls)
     }
 
+    /// Every request to the backend API, in order, with its `traceparent` header.
+    pub fn traced_requests(&self) -> Vec<crate::TracedRequest> {
+        self.state.borrow().traced_requests.clone()
+    }
+
     /// Exchange request bodies received, all teams, in order.
     pub fn exchange_requests(&self) -> Vec<Value> {
         self.state.borrow().exchange_requests.clone()

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 
 use super::{ExchangeMode, TeamInstall, request};
+use crate::spritz_http::{RecordsTraceparents, TracedRequest};
 
 /// Scopes reported in `providerAuth.scopeSet` (the gateway's default bot scopes).
 const SCOPES: [&str; 5] = [
@@ -73,6 +74,14 @@ pub(crate) struct BackendState {
     pub lifecycle_attempts: usize,
     /// Installation refs handed out so far (they are numbered).
     pub assigned_refs: usize,
+    /// Every API request's `traceparent`.
+    pub traced_requests: Vec<TracedRequest>,
+}
+
+impl RecordsTraceparents for BackendState {
+    fn traced_requests(&mut self) -> &mut Vec<TracedRequest> {
+        &mut self.traced_requests
+    }
 }
 
 impl BackendState {
@@ -90,6 +99,7 @@ impl BackendState {
             lifecycle_webhooks: Vec::new(),
             lifecycle_attempts: 0,
             assigned_refs: 0,
+            traced_requests: Vec::new(),
         }
     }
 

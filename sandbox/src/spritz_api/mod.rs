@@ -260,6 +260,12 @@ impl FakeSpritz {
         self.state.borrow().upsert_tokens.clone()
     }
 
+    /// Every request to the Spritz API (the ACP websocket upgrade included), in order,
+    /// with its `traceparent` header.
+    pub fn traced_requests(&self) -> Vec<crate::TracedRequest> {
+        self.state.borrow().traced_requests.clone()
+    }
+
     /// Bootstrap calls received as `(conversation id, namespace)`.
     pub fn bootstraps(&self) -> Vec<(String, String)> {
         self.state.borrow().bootstraps.clone()

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::spritz_http::{api_error as error, bearer, injected_api_failure as injected_failure};
+use crate::spritz_http::{api_error as error, bearer, injected_api_failure as injected_failure, record_traceparent};
 
 use super::state::{SpritzState, Unusable};
 use super::{SpritzCall, acp, upsert};
@@ -31,6 +31,10 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/api/channel-conversations/upsert", post(upsert))
         .route("/api/acp/conversations/{id}/bootstrap", post(bootstrap))
         .route("/api/acp/conversations/{id}/connect", get(connect))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_traceparent,
+        ))
         .with_state(state)
 }
 

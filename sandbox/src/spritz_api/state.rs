@@ -10,6 +10,7 @@ use agent_client_protocol_schema::v1::{CancelNotification, InitializeRequest};
 use serde_json::{Value, json};
 
 use super::{AgentBehaviour, PromptRecord, SpritzCall};
+use crate::spritz_http::{RecordsTraceparents, TracedRequest};
 
 /// The working directory every conversation gets.
 pub(super) const CWD: &str = "/home/dev";
@@ -109,6 +110,14 @@ pub(crate) struct SpritzState {
     pub max_in_progress: HashMap<String, usize>,
     /// Bumped by `restore`, so recreated runtimes hand out fresh session ids.
     generations: HashMap<(String, String), u32>,
+    /// Every API request's `traceparent`.
+    pub traced_requests: Vec<TracedRequest>,
+}
+
+impl RecordsTraceparents for SpritzState {
+    fn traced_requests(&mut self) -> &mut Vec<TracedRequest> {
+        &mut self.traced_requests
+    }
 }
 
 impl SpritzState {
@@ -134,6 +143,7 @@ impl SpritzState {
             in_progress: HashMap::new(),
             max_in_progress: HashMap::new(),
             generations: HashMap::new(),
+            traced_requests: Vec::new(),
         }
     }
 
