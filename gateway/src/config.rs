@@ -111,6 +111,8 @@ pub const VARIABLES: &[Variable] = &[
     },
     AMQP_URL_VARIABLE,
     METRICS_ADDR_VARIABLE,
+    spritz_service::telemetry::OTLP_ENDPOINT_VARIABLE,
+    spritz_service::telemetry::SERVICE_NAME_VARIABLE,
 ];
 
 /// Everything `serve` needs, typed.

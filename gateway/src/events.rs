@@ -1,5 +1,9 @@
 //! `POST /slack/events`: verify, classify, publish, and answer 200 only once the broker
 //! confirmed the message (SPEC §3). Every failure is answered by [`Error`]'s status.
+//!
+//! Each request is handled in a `slack_event` span; once the request turns out to be
+//! an event to publish, the span gets the event's ids and the `trace_id` of the trace
+//! the event starts, which the message carries on as its `traceparent`.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +20,9 @@ use spritz_proto::slack_signature;
 use spritz_proto::topology::{WORK_EXCHANGE, WORK_ROUTING_KEY};
 use spritz_proto::traceparent::TraceParent;
 use spritz_proto::{SlackEvent, SlackRetry};
+use spritz_service::trace;
 use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::error::{Error, Result};
 use crate::routes::AppState;
@@ -76,6 +82,22 @@ pub(crate) async fn slack_events(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
+    let span = tracing::info_span!(
+        "slack_event",
+        trace_id = Empty,
+        event_id = Empty,
+        team_id = Empty,
+        channel_id = Empty,
+        message_ts = Empty,
+    );
+    answer(state, headers, body).instrument(span).await
+}
+
+async fn answer(
+    state: AppState,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let (outcome, response) = match receive(&state, &headers, body).await {
         Ok(answer) => (answer.outcome(), answer.into_response()),
@@ -121,29 +143,30 @@ async fn receive(
             Ok(Answer::Ignored)
         }
         Classified::Publish(event) => {
-            let span = tracing::debug_span!(
-                "slack_event",
-                event_id = %event.event_id,
-                team_id = %event.team_id,
-                channel_id = event.user_message().map(|m| m.channel.as_str()),
-                message_ts = event.user_message().map(|m| m.ts.as_str()),
-            );
-            publish(state, &event, state.publish_timeout())
-                .instrument(span)
-                .await?;
+            let span = tracing::Span::current();
+            span.record("event_id", event.event_id.as_str());
+            span.record("team_id", event.team_id.as_str());
+            if let Some(message) = event.user_message() {
+                span.record("channel_id", message.channel.as_str());
+                span.record("message_ts", message.ts.as_str());
+            }
+            let trace = trace::start(&span);
+            span.record("trace_id", trace.trace_id());
+            publish(state, &event, trace, state.publish_timeout()).await?;
             Ok(Answer::Queued)
         }
     }
 }
 
-/// Publishes one accepted event to the work exchange, confirmed.
-async fn publish(state: &AppState, event: &SlackEvent, timeout: Duration) -> Result<()> {
+/// Publishes one accepted event to the work exchange, confirmed, carrying `trace`.
+async fn publish(
+    state: &AppState,
+    event: &SlackEvent,
+    trace: TraceParent,
+    timeout: Duration,
+) -> Result<()> {
     let body = serde_json::to_vec(event).map_err(Error::Encode)?;
-    let mut envelope = Envelope::new(
-        event.event_id.as_str(),
-        MessageType::SlackEvent,
-        TraceParent::new_root(),
-    );
+    let mut envelope = Envelope::new(event.event_id.as_str(), MessageType::SlackEvent, trace);
     if let Some(retry) = &event.slack_retry {
         envelope = envelope.with_number(SLACK_RETRY_NUM, i64::from(retry.num));
         if let Some(reason) = &retry.reason {
@@ -154,7 +177,7 @@ async fn publish(state: &AppState, event: &SlackEvent, timeout: Duration) -> Res
         .broker()
         .publish_within(WORK_EXCHANGE, WORK_ROUTING_KEY, &body, &envelope, timeout)
         .await?;
-    tracing::debug!("slack event queued");
+    tracing::info!("slack event queued");
     Ok(())
 }
 

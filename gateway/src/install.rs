@@ -4,6 +4,9 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
+use spritz_proto::properties::TRACEPARENT;
+use spritz_proto::traceparent::TraceParent;
+use spritz_service::trace;
 use url::Url;
 
 use crate::config::ServeConfig;
@@ -108,12 +111,16 @@ impl Installer {
     /// Records the installation at the backend, which creates the workspace's runtime,
     /// and returns the backend's name of it (`installation.providerInstallRef`). An
     /// answer without one falls back to the ref we proposed, `slack-install:<team>`,
-    /// as the original service did.
+    /// as the original service did. The call carries a `traceparent` of `trace`.
     ///
     /// # Errors
     /// [`Error::Upstream`] for transport failures; [`Error::Backend`] when the backend
     /// answers non-2xx or does not resolve the installation.
-    pub async fn upsert(&self, installation: &Installation) -> Result<String> {
+    pub async fn upsert(
+        &self,
+        installation: &Installation,
+        trace: &TraceParent,
+    ) -> Result<String> {
         let proposed_ref = format!("slack-install:{}", installation.team_id);
         let body = json!({
             "principalId": self.principal_id,
@@ -142,6 +149,10 @@ impl Installer {
             .http
             .post(&self.upsert_url)
             .bearer_auth(self.backend_token.expose_secret())
+            .header(
+                TRACEPARENT,
+                trace::outbound(&tracing::Span::current(), trace).to_string(),
+            )
             .json(&body)
             .send()
             .await

@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use spritz_proto::traceparent::TraceParent;
+use tracing::Instrument as _;
 
 use crate::accept::prefers_html;
 use crate::error::{Error, Result};
@@ -73,24 +75,37 @@ pub(crate) async fn callback(
     headers: HeaderMap,
     Query(params): Query<CallbackParams>,
 ) -> Response {
-    match complete_install(&state, params).await {
-        Ok(installed) => {
-            state.metrics().request(Route::OAuthCallback, "installed");
-            let accept = headers
-                .get(header::ACCEPT)
-                .and_then(|value| value.to_str().ok());
-            installed.into_response(prefers_html(accept))
-        }
-        Err(error) => {
-            state
-                .metrics()
-                .request(Route::OAuthCallback, error.outcome());
-            error.into_response()
+    let span = tracing::info_span!("slack_install", trace_id = tracing::field::Empty);
+    let trace = spritz_service::trace::start(&span);
+    span.record("trace_id", trace.trace_id());
+    async move {
+        match complete_install(&state, params, &trace).await {
+            Ok(installed) => {
+                state.metrics().request(Route::OAuthCallback, "installed");
+                let accept = headers
+                    .get(header::ACCEPT)
+                    .and_then(|value| value.to_str().ok());
+                installed.into_response(prefers_html(accept))
+            }
+            Err(error) => {
+                state
+                    .metrics()
+                    .request(Route::OAuthCallback, error.outcome());
+                error.into_response()
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
-async fn complete_install(state: &AppState, params: CallbackParams) -> Result<Installed> {
+/// Verifies the callback, exchanges the code and records the installation; the
+/// backend call carries `trace`, the trace of this callback.
+async fn complete_install(
+    state: &AppState,
+    params: CallbackParams,
+    trace: &TraceParent,
+) -> Result<Installed> {
     state
         .state_signer()
         .verify(params.state.as_deref(), Utc::now().timestamp())?;
@@ -102,7 +117,7 @@ async fn complete_install(state: &AppState, params: CallbackParams) -> Result<In
         .filter(|c| !c.trim().is_empty())
         .ok_or(Error::MissingCode)?;
     let installation = state.installer().exchange_code(code.trim()).await?;
-    let provider_install_ref = state.installer().upsert(&installation).await?;
+    let provider_install_ref = state.installer().upsert(&installation, trace).await?;
     tracing::info!(team_id = %installation.team_id, "slack workspace installed");
     Ok(Installed {
         status: "installed",
