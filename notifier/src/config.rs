@@ -82,6 +82,8 @@ pub const VARIABLES: &[Variable] = &[
         default: Some("in-cluster config"),
         help: "kubeconfig file when run outside a cluster",
     },
+    spritz_service::telemetry::OTLP_ENDPOINT_VARIABLE,
+    spritz_service::telemetry::SERVICE_NAME_VARIABLE,
 ];
 
 /// Everything the notifier needs to run.

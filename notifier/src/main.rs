@@ -35,5 +35,6 @@ async fn main() -> anyhow::Result<()> {
         .run_until_stopped(shutdown::on_signal())
         .await
         .context("running the notifier")?;
+    spritz_service::telemetry::shutdown();
     Ok(())
 }

@@ -153,6 +153,18 @@ pub fn traceparent(properties: &BasicProperties) -> Option<TraceParent> {
     header_str(properties, TRACEPARENT).and_then(|h| TraceParent::parse(&h))
 }
 
+/// `properties` with `trace` as their `traceparent` header, replacing any: for a
+/// delivery that came without a usable one, so that the copies derived from it
+/// ([`Envelope::derived_from`]) continue the trace it was handled under.
+pub fn with_traceparent(properties: BasicProperties, trace: &TraceParent) -> BasicProperties {
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        ShortString::from(TRACEPARENT),
+        AMQPValue::LongString(LongString::from(trace.to_string())),
+    );
+    properties.with_headers(headers)
+}
+
 /// How many times the broker redelivered this message after a consumer died or
 /// rejected it (quorum queues count this in `x-delivery-count`).
 pub fn delivery_count(properties: &BasicProperties) -> i64 {
@@ -194,5 +206,20 @@ mod tests {
         assert_eq!(copy.traceparent.trace_id(), trace.trace_id());
         assert_ne!(copy.traceparent, trace);
         assert_eq!(header_i64(&copy.properties(), ATTEMPT), Some(3));
+    }
+
+    #[test]
+    fn a_delivery_given_a_traceparent_keeps_its_headers_and_its_copies_continue_it() {
+        let mut headers = FieldTable::default();
+        headers.insert(ShortString::from(ATTEMPT), AMQPValue::LongLongInt(2));
+        let bare = BasicProperties::default().with_headers(headers);
+        assert_eq!(traceparent(&bare), None);
+
+        let root = TraceParent::new_root();
+        let props = with_traceparent(bare, &root);
+        assert_eq!(traceparent(&props), Some(root.clone()));
+        assert_eq!(header_i64(&props, ATTEMPT), Some(2));
+        let copy = Envelope::derived_from(&props, MessageType::SlackEvent);
+        assert_eq!(copy.traceparent.trace_id(), root.trace_id());
     }
 }

@@ -142,6 +142,8 @@ pub const VARIABLES: &[Variable] = &[
         default: Some("3s"),
         help: "lifecycle webhook timeout",
     },
+    spritz_service::telemetry::OTLP_ENDPOINT_VARIABLE,
+    spritz_service::telemetry::SERVICE_NAME_VARIABLE,
 ];
 
 /// Timing of the delivery pipeline (SPEC §5 clock).

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ledger::Ledger;
+use crate::message_trace;
 use crate::metrics::WorkerMetrics;
 use crate::outcome::{Incoming, Outcome, RetryStage};
 use crate::pipeline::Pipeline;
@@ -248,7 +249,7 @@ fn spawn_delivery(delivery: lapin::message::Delivery, work: &Work<'_>) {
         let acker = delivery.acker;
         let incoming = Incoming {
             body: delivery.data,
-            properties: delivery.properties,
+            properties: message_trace::ensure_header(delivery.properties),
             redelivered: delivery.redelivered,
         };
         let outcome = tokio::select! {

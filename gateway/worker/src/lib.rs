@@ -8,7 +8,8 @@
 //! [`clients`] of the external services; [`requeue`] publishes retry and parking-lot
 //! copies; [`lifecycle`] consumes this worker's broadcast queue and [`wake`] wakes
 //! deliveries waiting for a runtime; [`backend_sync`] forwards lifecycle events to the
-//! backend; [`dlq`] lists and replays the parking lot; [`config`], [`metrics`] and
+//! backend; [`dlq`] lists and replays the parking lot; [`message_trace`] carries the
+//! trace of the message being handled onto outbound calls; [`config`], [`metrics`] and
 //! [`cli`] are the process edges. docs/worker.md explains the design.
 
 pub mod app;
@@ -21,6 +22,7 @@ pub mod dlq;
 pub mod error;
 pub mod ledger;
 pub mod lifecycle;
+pub mod message_trace;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;

@@ -12,13 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
-use spritz_proto::topology;
 use spritz_proto::{LifecycleEvent, Phase};
+use spritz_proto::{properties, topology};
 use spritz_service::link_consumer::follow_links;
 use spritz_service::{Broker, Link};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::ledger::Ledger;
+use crate::message_trace;
 use crate::metrics::WorkerMetrics;
 use crate::requeue::Requeue;
 use crate::sessions::SessionCache;
@@ -118,13 +120,24 @@ async fn consume_on(
         tokio::select! {
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    match spritz_proto::decode::<LifecycleEvent>(&delivery.data) {
-                        Ok(event) => handler.apply(&event).await,
-                        Err(error) => {
-                            // The backend-sync queue parks its own copy; this one is dropped.
-                            tracing::warn!(reason = error.reason(), "undecodable lifecycle event ignored");
+                    let trace = message_trace::of_delivery(&delivery.properties);
+                    let span = tracing::info_span!(
+                        "lifecycle_event",
+                        trace_id = %trace.trace_id(),
+                        message_id = properties::message_id(&delivery.properties).unwrap_or_default(),
+                    );
+                    spritz_service::trace::continue_trace(&span, &trace);
+                    async {
+                        match spritz_proto::decode::<LifecycleEvent>(&delivery.data) {
+                            Ok(event) => handler.apply(&event).await,
+                            Err(error) => {
+                                // The backend-sync queue parks its own copy; this one is dropped.
+                                tracing::warn!(reason = error.reason(), "undecodable lifecycle event ignored");
+                            }
                         }
                     }
+                    .instrument(span)
+                    .await;
                     delivery.acker.ack(BasicAckOptions::default()).await?;
                 }
                 Some(Err(error)) => return Err(error),

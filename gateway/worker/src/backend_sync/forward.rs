@@ -16,9 +16,12 @@ use spritz_proto::topology::{
 use spritz_proto::{LifecycleEvent, MessageType};
 use spritz_service::{Broker, PublishError};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use super::metrics::{BackendSyncMetrics, SyncOutcome};
 use super::webhook::Webhook;
+use crate::message_trace;
 
 /// Park reason of an event the webhook refused on every try.
 pub const WEBHOOK_FAILED: &str = "lifecycle_webhook_failed";
@@ -85,6 +88,22 @@ impl Forwarder {
     /// (nack, requeue) when its retry or parking copy was not confirmed.
     pub(super) async fn deliver(self: Arc<Self>, delivery: Delivery, shutdown: CancellationToken) {
         let message_id = properties::message_id(&delivery.properties).unwrap_or_default();
+        let trace = message_trace::of_delivery(&delivery.properties);
+        let span = tracing::info_span!(
+            "backend_sync",
+            trace_id = %trace.trace_id(),
+            %message_id,
+            namespace = Empty,
+            instance_id = Empty,
+            phase = Empty,
+        );
+        spritz_service::trace::continue_trace(&span, &trace);
+        message_trace::within(trace, self.settle(delivery, message_id, shutdown))
+            .instrument(span)
+            .await;
+    }
+
+    async fn settle(&self, delivery: Delivery, message_id: String, shutdown: CancellationToken) {
         match self.process(&delivery).await {
             Ok(outcome) => {
                 tracing::debug!(%message_id, ?outcome, "backend sync: delivery done");
@@ -131,13 +150,10 @@ impl Forwarder {
         let Some(webhook) = &self.webhook else {
             return Ok(Outcome::Skipped);
         };
-        let span = tracing::debug_span!(
-            "backend_sync",
-            namespace = %event.namespace,
-            instance_id = %event.instance_id,
-            phase = %event.phase,
-        );
-        let _entered = span.enter();
+        let span = tracing::Span::current();
+        span.record("namespace", event.namespace.as_str());
+        span.record("instance_id", event.instance_id.as_str());
+        span.record("phase", event.phase.as_str());
         let failure = match webhook.send(&event).await {
             Ok(()) => return Ok(Outcome::Forwarded),
             Err(failure) => failure,

@@ -7,6 +7,7 @@ use spritz_proto::{LifecycleEvent, Phase};
 use url::Url;
 
 use crate::clients::http::describe;
+use crate::message_trace;
 
 /// Posts lifecycle events to the backend. Its client carries the webhook timeout.
 pub(super) struct Webhook {
@@ -28,6 +29,8 @@ impl Webhook {
         Self { http, url, token }
     }
 
+    /// Carries the `traceparent` of the lifecycle message being forwarded.
+    ///
     /// # Errors
     /// A short reason (status or transport failure) when the backend did not take it.
     pub(super) async fn send(&self, event: &LifecycleEvent) -> Result<(), String> {
@@ -40,7 +43,10 @@ impl Webhook {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose_secret());
         }
-        let response = request.send().await.map_err(describe)?;
+        let response = message_trace::carry(request)
+            .send()
+            .await
+            .map_err(describe)?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
 use super::http::{describe, is_transient_status, join};
+use crate::message_trace;
 
 const PROVIDER: &str = "slack";
 const SCOPE_TYPE: &str = "workspace";
@@ -18,6 +19,8 @@ const SCOPE_TYPE: &str = "workspace";
 pub const UNKNOWN_EXPIRY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Calls the backend with the internal token. Cheap to clone (the HTTP pool is shared).
+/// Within a message's handling every call carries a `traceparent` of its trace
+/// ([`message_trace::carry`]).
 ///
 /// Timeouts come from the `reqwest::Client` it is built with
 /// ([`super::http::build_client`] with `SPRITZ_SLACK_HTTP_TIMEOUT`).
@@ -131,11 +134,12 @@ impl BackendClient {
     /// (resolved, unavailable, not installed) is an [`Exchange`].
     pub async fn exchange(&self, team_id: &str) -> Result<Exchange, BackendError> {
         let body = self.identity(team_id, None, None);
-        let response = self
+        let request = self
             .http
             .post(self.exchange_url.clone())
             .bearer_auth(self.token.expose_secret())
-            .json(&body)
+            .json(&body);
+        let response = message_trace::carry(request)
             .send()
             .await
             .map_err(|e| BackendError::Transient(format!("exchange {}", describe(e))))?;
@@ -161,11 +165,12 @@ impl BackendClient {
         let api_app_id = api_app_id.filter(|v| !v.is_empty());
         let enterprise_id = enterprise_id.filter(|v| !v.is_empty());
         let body = self.identity(team_id, api_app_id, enterprise_id);
-        let response = self
+        let request = self
             .http
             .post(self.disconnect_url.clone())
             .bearer_auth(self.token.expose_secret())
-            .json(&body)
+            .json(&body);
+        let response = message_trace::carry(request)
             .send()
             .await
             .map_err(|e| BackendError::Transient(format!("disconnect {}", describe(e))))?;

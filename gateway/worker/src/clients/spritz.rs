@@ -8,6 +8,7 @@ use url::Url;
 
 use super::backend::ChannelSession;
 use super::http::{describe, is_transient_status, join, says_spritz_not_found};
+use crate::message_trace;
 
 /// The working directory a conversation gets when the API names none.
 pub const DEFAULT_CWD: &str = "/home/dev";
@@ -156,12 +157,13 @@ impl SpritzClient {
     }
 }
 
-/// Sends a call and reads a 2xx JSON answer, mapping every other outcome.
+/// Sends a call (with the current message's `traceparent`) and reads a 2xx JSON
+/// answer, mapping every other outcome.
 async fn send<T: serde::de::DeserializeOwned>(
     call_name: &str,
     request: reqwest::RequestBuilder,
 ) -> Result<T, SpritzError> {
-    let response = request
+    let response = message_trace::carry(request)
         .send()
         .await
         .map_err(|e| SpritzError::Transient(format!("{call_name} {}", describe(e))))?;

@@ -170,15 +170,20 @@ impl Pipeline {
             }
         };
         let message = event.user_message();
+        let trace = crate::message_trace::of_delivery(&delivery.properties);
         let span = tracing::info_span!(
             "delivery",
+            trace_id = %trace.trace_id(),
             event_id = %event.event_id,
             team_id = %event.team_id,
             channel_id = message.map_or("", |m| m.channel.as_str()),
             message_ts = message.map_or("", |m| m.ts.as_str()),
             attempt = event.resume.as_ref().map_or(0, |r| r.attempt),
         );
-        let outcome = self.process_event(&event).instrument(span.clone()).await;
+        spritz_service::trace::continue_trace(&span, &trace);
+        let outcome = crate::message_trace::within(trace, self.process_event(&event))
+            .instrument(span.clone())
+            .await;
         span.in_scope(|| tracing::info!(outcome = outcome.label(), "delivery processed"));
         outcome
     }

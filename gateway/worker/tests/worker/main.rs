@@ -13,3 +13,4 @@ mod process;
 mod prompt;
 mod recovery;
 mod reply;
+mod traces;

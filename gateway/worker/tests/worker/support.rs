@@ -227,7 +227,13 @@ impl World {
     }
 
     pub async fn publish_raw(&self, message_id: &str, body: &[u8]) {
-        let envelope = Envelope::new(message_id, MessageType::SlackEvent, TraceParent::new_root());
+        self.publish_traced(message_id, body, TraceParent::new_root())
+            .await;
+    }
+
+    /// [`World::publish_raw`] with a `traceparent` of the test's choosing.
+    pub async fn publish_traced(&self, message_id: &str, body: &[u8], trace: TraceParent) {
+        let envelope = Envelope::new(message_id, MessageType::SlackEvent, trace);
         self.publisher
             .publish(
                 topology::WORK_EXCHANGE,
