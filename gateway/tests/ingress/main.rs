@@ -10,3 +10,4 @@ mod events;
 mod helpers;
 mod oauth;
 mod shutdown;
+mod traces;

@@ -160,6 +160,19 @@ async fn a_good_callback_exchanges_the_code_and_upserts_the_installation() {
         app.backend.team("T42").is_some(),
         "the backend knows the workspace now"
     );
+    let traced = app.backend.traced_requests();
+    let upsert_call = traced
+        .iter()
+        .find(|r| r.path.ends_with("/channel-installations/upsert"))
+        .expect("the upsert was received");
+    assert!(
+        upsert_call
+            .traceparent
+            .as_deref()
+            .and_then(spritz_proto::traceparent::TraceParent::parse)
+            .is_some(),
+        "the upsert carries a traceparent"
+    );
     app.assert_metric(
         r#"spritz_gateway_requests_total{outcome="installed",route="oauth_callback"}"#,
         1.0,

@@ -171,6 +171,21 @@ async fn a_failing_webhook_is_retried_through_the_delay_tiers_until_it_succeeds(
         .expect("webhook");
     assert_eq!(hooks[0]["phase"], "Ready");
     harness.wait_for(SyncOutcome::Forwarded, 1).await;
+    let traces: Vec<String> = harness
+        .backend
+        .traced_requests()
+        .iter()
+        .filter(|r| r.path == "/lifecycle")
+        .map(|r| {
+            let header = r.traceparent.as_deref().expect("a traceparent");
+            TraceParent::parse(header).expect("well formed").trace_id()
+        })
+        .collect();
+    assert_eq!(traces.len(), 3, "two failed tries, then the forward");
+    assert!(
+        traces.iter().all(|t| *t == traces[0]),
+        "every try carries the event's one trace: {traces:?}"
+    );
     assert_eq!(harness.backend.lifecycle_attempts(), 3);
     assert_eq!(harness.metrics.count(SyncOutcome::Retry), 2);
     // Exact, unlike the management API's lagging queue counts.
