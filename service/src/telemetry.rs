@@ -62,8 +62,9 @@ pub struct SpanExport {
 
 impl SpanExport {
     /// The exporter `OTEL_EXPORTER_OTLP_ENDPOINT` asks for, or `None` when it is unset.
-    /// The other standard `OTEL_EXPORTER_OTLP_*` variables (headers, timeout, a
-    /// traces-only endpoint) are read by the exporter itself. `default_service_name`
+    /// `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_EXPORTER_OTLP_TIMEOUT` are read by the
+    /// exporter itself; the endpoint given here wins over
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. `default_service_name`
     /// applies when `OTEL_SERVICE_NAME` is unset.
     ///
     /// # Errors

@@ -46,9 +46,9 @@ impl Process {
             .spawn()
             .expect("spawn spritz-gateway");
         let stdout = child.stdout.take().expect("stdout");
-        let (lines, raw) = (Arc::default(), Arc::default());
-        let (parsed, text): (Arc<Mutex<Vec<Value>>>, Arc<Mutex<Vec<String>>>) =
-            (Arc::clone(&lines), Arc::clone(&raw));
+        let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let raw: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (parsed, text) = (Arc::clone(&lines), Arc::clone(&raw));
         // Drains stdout for the process's whole life, so it never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
