@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
+use spritz_service::AmqpAddresses;
 use spritz_service::config::{
     AMQP_URL_VARIABLE, ConfigError, DEFAULT_SLACK_API_BASE_URL, Env, ListenAddr,
     METRICS_ADDR_VARIABLE, Variable,
@@ -133,8 +134,8 @@ pub struct ServeConfig {
     pub backend_internal_token: SecretString,
     pub principal_id: String,
     pub http_timeout: Duration,
-    /// Holds the broker password, hence secret.
-    pub amqp_url: SecretString,
+    /// The broker's nodes; each URL holds the password and is shown only as host:port.
+    pub amqp_url: AmqpAddresses,
     pub metrics_addr: ListenAddr,
     /// Not an environment variable: [`DEFAULT_PUBLISH_TIMEOUT`] unless a test or the
     /// benchmark sets another.
@@ -182,7 +183,7 @@ impl ServeConfig {
             backend_internal_token,
             principal_id,
             http_timeout,
-            amqp_url: SecretString::from(amqp_url),
+            amqp_url,
             metrics_addr,
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
             publisher_channels: 4,

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 use axum::serve::ListenerExt as _;
 use prometheus::Registry;
-use secrecy::ExposeSecret;
 use spritz_service::metrics::{BrokerMetrics, register_build_info};
 use spritz_service::{Broker, BrokerSettings, OpsServer, Readiness};
 use tokio::net::TcpListener;
@@ -45,8 +44,7 @@ impl Application {
         let broker_metrics = BrokerMetrics::register(&registry)?;
         let metrics = GatewayMetrics::register(&registry)?;
 
-        let mut settings =
-            BrokerSettings::new(config.amqp_url.expose_secret(), "spritz-gateway serve");
+        let mut settings = BrokerSettings::new(config.amqp_url.clone(), "spritz-gateway serve");
         settings.confirm_timeout = config.publish_timeout;
         settings.publisher_channels = config.publisher_channels;
         let (broker, supervisor) = Broker::start(settings, broker_metrics);

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prometheus::Registry;
-use secrecy::ExposeSecret;
 use spritz_service::metrics::{BrokerMetrics, register_build_info};
 use spritz_service::{Broker, BrokerSettings, OpsServer, Readiness};
 use tokio::sync::watch;
@@ -87,7 +86,7 @@ impl Notifier {
         let broker_metrics = BrokerMetrics::register(&registry)?;
         let metrics = NotifierMetrics::register(&registry)?;
         let mut settings = BrokerSettings::new(
-            config.amqp_url.expose_secret(),
+            config.amqp_url.clone(),
             format!("spritz-notifier {}", config.lease.identity),
         );
         settings.max_backoff = config.broker_max_backoff;

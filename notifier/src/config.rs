@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use spritz_service::AmqpAddresses;
 use spritz_service::config::{ConfigError, Env, Variable};
 
 use crate::leader::LeaseSettings;
@@ -35,7 +35,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: AMQP_URL,
         default: Some(DEFAULT_AMQP_URL),
-        help: "RabbitMQ URL (with vhost)",
+        help: "RabbitMQ URL (with vhost), or a comma-separated list of cluster nodes",
     },
     Variable {
         name: METRICS_ADDR,
@@ -90,7 +90,8 @@ pub const VARIABLES: &[Variable] = &[
 #[derive(Clone, Debug)]
 pub struct NotifierConfig {
     /// Holds a password: never logged.
-    pub amqp_url: SecretString,
+    /// The broker's nodes; each URL holds a password and is shown only as host:port.
+    pub amqp_url: AmqpAddresses,
     pub metrics_addr: SocketAddr,
     /// Empty: every namespace.
     pub namespaces: Vec<String>,
@@ -105,10 +106,7 @@ impl NotifierConfig {
     /// # Errors
     /// The first variable that is malformed.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let amqp_url = SecretString::from(
-            env.get(AMQP_URL)
-                .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned()),
-        );
+        let amqp_url = env.amqp_url()?;
         let metrics_addr = env.listen_addr(METRICS_ADDR, Some(DEFAULT_METRICS_ADDR))?.0;
         let namespaces = match env.get(NAMESPACES) {
             None => Vec::new(),

@@ -7,6 +7,12 @@
 //! recovery is not used: it neither redeclares our topology nor restarts our consumers.
 //! Consumers follow [`Broker::links`] and start over on every new link.
 //!
+//! The broker may be a cluster: [`BrokerSettings::addresses`] lists its nodes, and each
+//! attempt walks them in order, starting after the node of the last link (lapin
+//! connects to one URI and has no failover). A client whose node dies therefore
+//! reconnects to the next live node, redeclares the topology there (the quorum queues
+//! are replicated, so they are all still there) and its consumers resume.
+//!
 //! A publish is done only when the broker confirmed it: persistent, `mandatory`, and
 //! an ack without a returned message. A nack, a return, a broken channel or no confirm
 //! within the timeout is an error.
@@ -26,13 +32,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::amqp_addresses::{AmqpAddress, AmqpAddresses};
 use crate::metrics::BrokerMetrics;
 
 /// How a process connects.
 #[derive(Clone, Debug)]
 pub struct BrokerSettings {
-    /// `amqp://user:pass@host:port/vhost`; never logged (it holds a password).
-    pub url: String,
+    /// The broker's nodes, tried in order; never logged but by `host:port` (the URLs
+    /// hold a password).
+    pub addresses: AmqpAddresses,
     /// Shown in the broker's management UI.
     pub connection_name: String,
     pub topology: TopologyOptions,
@@ -42,18 +50,24 @@ pub struct BrokerSettings {
     pub publisher_channels: usize,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// One node's budget for connecting, declaring the topology and opening the
+    /// publisher channels; past it the next node is tried.
+    pub connect_timeout: Duration,
 }
 
 impl BrokerSettings {
-    pub fn new(url: impl Into<String>, connection_name: impl Into<String>) -> Self {
+    /// `addresses`: one URL, a comma-separated list, or an [`AmqpAddresses`] parsed
+    /// from configuration.
+    pub fn new(addresses: impl Into<AmqpAddresses>, connection_name: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            addresses: addresses.into(),
             connection_name: connection_name.into(),
             topology: TopologyOptions::default(),
             confirm_timeout: Duration::from_secs(2),
             publisher_channels: 4,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -89,6 +103,7 @@ impl PublishError {
 /// One live connection with its topology declared.
 pub struct Link {
     generation: u64,
+    endpoint: String,
     connection: Connection,
     publishers: Vec<Channel>,
     next_publisher: AtomicUsize,
@@ -99,6 +114,11 @@ impl Link {
     /// Increases by one with every new connection.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// `host:port` of the node this link is connected to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     pub fn connection(&self) -> &Connection {
@@ -302,24 +322,20 @@ impl Broker {
         let settings = &self.inner.settings;
         let mut backoff = new_backoff(settings);
         let mut connected_before = false;
+        // The node the next attempt starts with.
+        let mut next = 0;
         while !self.inner.stop.is_cancelled() {
             let attempt = tokio::select! {
-                attempt = tokio::time::timeout(Duration::from_secs(15), self.connect()) => attempt,
+                attempt = self.connect_any(next) => attempt,
                 () = self.inner.stop.cancelled() => break,
             };
-            let link = match attempt {
-                Ok(Ok(link)) => link,
-                Ok(Err(error)) => {
-                    tracing::warn!(error = %error, "broker connection failed");
-                    self.pause(&mut backoff).await;
-                    continue;
-                }
-                Err(_) => {
-                    tracing::warn!("broker connection timed out");
-                    self.pause(&mut backoff).await;
-                    continue;
-                }
+            let Some((index, link)) = attempt else {
+                self.pause(&mut backoff).await;
+                continue;
             };
+            // A reconnect starts after this node: when it is the one that died, the
+            // next live node is tried first.
+            next = index + 1;
             backoff = new_backoff(settings);
             if connected_before {
                 self.inner.metrics.reconnects.inc();
@@ -327,6 +343,7 @@ impl Broker {
             connected_before = true;
             tracing::info!(
                 generation = link.generation,
+                node = %link.endpoint,
                 "broker connected, topology declared"
             );
             let events = link.connection.events_listener();
@@ -349,6 +366,7 @@ impl Broker {
             });
             tracing::warn!(
                 generation = link.generation,
+                node = %link.endpoint,
                 "broker connection lost; reconnecting"
             );
             let _ = link
@@ -359,11 +377,36 @@ impl Broker {
         }
     }
 
-    async fn connect(&self) -> Result<Arc<Link>, lapin::Error> {
+    /// One walk over the nodes, starting with `start` (modulo their number): the first
+    /// that connects and takes the topology wins, with its index. `None` when none did.
+    async fn connect_any(&self, start: usize) -> Option<(usize, Arc<Link>)> {
+        let settings = &self.inner.settings;
+        let addresses = settings.addresses.as_slice();
+        if addresses.is_empty() {
+            tracing::warn!("no broker address configured");
+            return None;
+        }
+        for offset in 0..addresses.len() {
+            let index = (start + offset) % addresses.len();
+            let address = &addresses[index];
+            match tokio::time::timeout(settings.connect_timeout, self.connect(address)).await {
+                Ok(Ok(link)) => return Some((index, link)),
+                Ok(Err(error)) => {
+                    tracing::warn!(node = %address.endpoint(), error = %error, "broker connection failed");
+                }
+                Err(_) => {
+                    tracing::warn!(node = %address.endpoint(), "broker connection timed out");
+                }
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, address: &AmqpAddress) -> Result<Arc<Link>, lapin::Error> {
         let settings = &self.inner.settings;
         let properties = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.clone().into());
-        let connection = Connection::connect(&settings.url, properties).await?;
+        let connection = Connection::connect(address.url(), properties).await?;
         let declaring = connection.create_channel().await?;
         topology::declare(&declaring, &settings.topology).await?;
         let _ = declaring
@@ -379,6 +422,7 @@ impl Broker {
         }
         Ok(Arc::new(Link {
             generation: self.inner.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            endpoint: address.endpoint().to_owned(),
             connection,
             publishers,
             next_publisher: AtomicUsize::new(0),

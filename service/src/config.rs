@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-/// The RabbitMQ URL every role connects to (it holds the broker password).
+use crate::amqp_addresses::AmqpAddresses;
+
+/// The RabbitMQ URL every role connects to (it holds the broker password), or a
+/// comma-separated list of a cluster's nodes, tried in order ([`AmqpAddresses`]).
 pub const AMQP_URL: &str = "SPRITZ_AMQP_URL";
 /// The broker a role uses when [`AMQP_URL`] is unset: a local RabbitMQ, default vhost.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -39,7 +42,7 @@ pub const DEFAULT_SLACK_API_BASE_URL: &str = "https://slack.com/api";
 pub const AMQP_URL_VARIABLE: Variable = Variable {
     name: AMQP_URL,
     default: Some(DEFAULT_AMQP_URL),
-    help: "RabbitMQ URL",
+    help: "RabbitMQ URL, or a comma-separated list of cluster nodes",
 };
 
 /// [`METRICS_ADDR`] as `--help` lists it.
@@ -198,21 +201,17 @@ impl Env {
 
 // The settings every broker-connected, HTTP-calling role reads the same way.
 impl Env {
-    /// [`AMQP_URL`], or [`DEFAULT_AMQP_URL`] when unset.
+    /// [`AMQP_URL`], or [`DEFAULT_AMQP_URL`] when unset: one node or a
+    /// comma-separated list of a cluster's nodes.
     ///
     /// # Errors
-    /// Set to something other than an `amqp://` or `amqps://` URL.
-    pub fn amqp_url(&self) -> Result<String, ConfigError> {
-        let amqp_url = self
+    /// An entry that is not an `amqp://` or `amqps://` URL with a host, or an empty
+    /// entry; the message names its position, never its text (it holds a password).
+    pub fn amqp_url(&self) -> Result<AmqpAddresses, ConfigError> {
+        let raw = self
             .get(AMQP_URL)
             .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err(ConfigError::new(
-                AMQP_URL,
-                "expected an amqp:// or amqps:// URL",
-            ));
-        }
-        Ok(amqp_url)
+        AmqpAddresses::parse(&raw).map_err(|problem| ConfigError::new(AMQP_URL, problem))
     }
 
     /// [`METRICS_ADDR`], or [`DEFAULT_METRICS_ADDR`] when unset.
@@ -644,7 +643,9 @@ mod tests {
     #[test]
     fn shared_settings_default_when_unset_and_refuse_a_wrong_broker_scheme() {
         let unset = Env::from_map(Vec::<(String, String)>::new());
-        assert_eq!(unset.amqp_url(), Ok(DEFAULT_AMQP_URL.to_owned()));
+        let default = unset.amqp_url().expect("default broker");
+        assert_eq!(default.as_slice()[0].url(), DEFAULT_AMQP_URL);
+        assert_eq!(default.len(), 1);
         assert_eq!(unset.metrics_addr().map(|a| a.0.port()), Ok(9464));
         assert_eq!(unset.http_timeout(), Ok(DEFAULT_HTTP_TIMEOUT));
         assert_eq!(
@@ -652,7 +653,23 @@ mod tests {
             Ok("https://slack.com/api".into())
         );
         let wrong = Env::from_map([(AMQP_URL, "http://rabbit")]);
-        assert_eq!(wrong.amqp_url().unwrap_err().variable, AMQP_URL);
+        assert_eq!(wrong.amqp_url().err().map(|e| e.variable), Some(AMQP_URL));
+        let cluster = Env::from_map([(
+            AMQP_URL,
+            "amqp://g:g@127.0.0.1:5682/%2f,amqp://g:g@127.0.0.1:5683/%2f",
+        )]);
+        assert_eq!(
+            cluster.amqp_url().map(|a| a.endpoints()).ok().as_deref(),
+            Some("127.0.0.1:5682,127.0.0.1:5683")
+        );
+        let one_bad = Env::from_map([(AMQP_URL, "amqp://g:g@127.0.0.1:5682/%2f,rabbit-2")]);
+        let error = one_bad.amqp_url().err().expect("refused");
+        assert_eq!(error.variable, AMQP_URL);
+        assert!(
+            error.to_string().starts_with("SPRITZ_AMQP_URL: ")
+                && !error.to_string().contains("g:g"),
+            "{error}"
+        );
     }
 
     #[test]

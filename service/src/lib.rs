@@ -1,5 +1,6 @@
 //! What every Spritz process shares at run time: the broker connection and its
-//! confirmed publisher ([`broker`]), environment configuration that fails fast with
+//! confirmed publisher ([`broker`]) over one or several broker nodes
+//! ([`amqp_addresses`]), environment configuration that fails fast with
 //! exit code 2 ([`config`]), what every entry point does around its role
 //! ([`entry_point`]), JSON logs and optional OTLP span export ([`telemetry`]), one
 //! trace per message across processes ([`trace`]), the `/metrics`, `/healthz` and
@@ -7,6 +8,7 @@
 //! shutdown signal ([`shutdown`]), and consumers that restart on every broker link
 //! ([`link_consumer`]).
 
+pub mod amqp_addresses;
 pub mod broker;
 pub mod config;
 pub mod entry_point;
@@ -17,6 +19,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod trace;
 
+pub use amqp_addresses::{AmqpAddress, AmqpAddresses};
 pub use broker::{Broker, BrokerSettings, Link, PublishError};
 pub use config::{ConfigError, Env, ListenAddr};
 pub use ops::{OpsServer, Readiness};

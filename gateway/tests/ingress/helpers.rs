@@ -88,7 +88,7 @@ pub async fn spawn_app_unready(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp
         backend_internal_token: secret(BACKEND_TOKEN),
         principal_id: PRINCIPAL_ID.to_owned(),
         http_timeout: Duration::from_secs(5),
-        amqp_url: secret(&vhost.amqp_url()),
+        amqp_url: vhost.amqp_url().into(),
         metrics_addr: ListenAddr(SocketAddr::from(([127, 0, 0, 1], 0))),
         publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
         publisher_channels: 2,

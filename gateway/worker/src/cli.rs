@@ -46,12 +46,16 @@ pub async fn worker_main() -> ExitCode {
 /// `spritz-gateway dlq …`: reads `SPRITZ_AMQP_URL` only.
 pub async fn dlq_main(command: DlqCommand) -> ExitCode {
     let env = Env::process();
-    let url = env
-        .get(config::AMQP_URL)
-        .unwrap_or_else(|| spritz_service::config::DEFAULT_AMQP_URL.to_owned());
+    let addresses = match env.amqp_url() {
+        Ok(addresses) => addresses,
+        Err(error) => {
+            eprintln!("spritz-gateway dlq: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     telemetry::init_subscriber(telemetry::get_subscriber("warn", std::io::stderr));
     let (broker, task) = Broker::start(
-        BrokerSettings::new(url, "spritz-dlq"),
+        BrokerSettings::new(addresses, "spritz-dlq"),
         BrokerMetrics::unregistered(),
     );
     let result = match command {

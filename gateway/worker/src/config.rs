@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use spritz_service::AmqpAddresses;
 use spritz_service::ListenAddr;
 use spritz_service::config::{
     AMQP_URL_VARIABLE, ConfigError, DEFAULT_SLACK_API_BASE_URL, Env, METRICS_ADDR_VARIABLE,
@@ -187,8 +188,8 @@ pub struct LifecycleNotify {
 /// Everything `spritz-gateway worker` needs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// Holds a password: never logged.
-    pub amqp_url: String,
+    /// The broker's nodes; each URL holds a password and is shown only as host:port.
+    pub amqp_url: AmqpAddresses,
     pub redis_url: String,
     pub redis_key_prefix: String,
     pub metrics_addr: SocketAddr,

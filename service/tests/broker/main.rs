@@ -162,3 +162,21 @@ async fn vhost_depth(vhost: &TestVhost) -> anyhow::Result<u64> {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_dead_node_first_in_the_list_is_skipped_for_the_next_one() -> anyhow::Result<()> {
+    let vhost = BrokerAdmin::from_env().create_vhost().await?;
+    // Nothing listens on port 1: the connection is refused at once.
+    let addresses = format!("amqp://guest:guest@127.0.0.1:1/%2f,{}", vhost.amqp_url());
+    let settings = BrokerSettings::new(addresses, "spritz-service-test");
+    let (broker, _task) = Broker::start(settings, BrokerMetrics::unregistered());
+    let link = broker
+        .wait_ready(READY)
+        .await
+        .expect("ready on the second node");
+    let admin_host = std::env::var("SPRITZ_TEST_RABBITMQ_AMQP_HOST")
+        .unwrap_or_else(|_| "127.0.0.1:5672".to_owned());
+    assert_eq!(link.endpoint(), admin_host);
+    broker.close().await;
+    vhost.delete().await
+}

@@ -87,7 +87,7 @@ impl World {
     /// The worker configuration of this world: short timings so the suite is fast.
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
-            amqp_url: self.vhost.amqp_url(),
+            amqp_url: self.vhost.amqp_url().into(),
             redis_url: isolation::redis_url(),
             redis_key_prefix: self.redis_prefix.clone(),
             metrics_addr: "127.0.0.1:0".parse().expect("addr"),
