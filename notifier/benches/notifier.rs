@@ -206,7 +206,7 @@ async fn consume(vhost: &TestVhost) -> anyhow::Result<mpsc::UnboundedReceiver<Ar
     let connection =
         Connection::connect(&vhost.amqp_url(), ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    topology::declare(&channel, &TopologyOptions::default()).await?;
+    topology::declare(&connection, &TopologyOptions::default()).await?;
     channel
         .queue_declare(
             ShortString::from(QUEUE),

@@ -6,12 +6,26 @@
 //! queue instead of failing on an existing one with another TTL. Changing the delivery
 //! limit of an existing work queue needs a policy, not a redeclaration (RabbitMQ refuses
 //! a declaration whose arguments differ).
+//!
+//! Every durable queue is a quorum queue, replicated over up to
+//! [`DEFAULT_QUORUM_INITIAL_GROUP_SIZE`] nodes of a cluster, so losing one node loses
+//! neither a queue nor its messages, and a process that reconnects to another node can
+//! redeclare everything there (a classic queue whose node is down answers a
+//! redeclaration with `NOT_FOUND`, which would keep every process unready).
+//!
+//! Queues declared by an earlier release (before the cluster settings) have other
+//! arguments, and RabbitMQ refuses a redeclaration with different ones
+//! (`PRECONDITION_FAILED`) — `x-quorum-initial-group-size` included. Each queue
+//! therefore has its current form and the forms earlier releases declared; an existing
+//! queue that matches an earlier form exactly is accepted as it is. Anything else
+//! (a changed delivery limit, say) still fails, so a process never runs silently with a
+//! topology it did not declare.
 
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 /// Direct exchange and quorum work queue for Slack events.
 pub const WORK_EXCHANGE: &str = "spritz.slack.events";
@@ -34,6 +48,12 @@ pub const BACKEND_SYNC_RETRY_EXCHANGE: &str = "spritz.lifecycle.retry";
 
 /// Redeliveries (consumer crash, nack) before the broker parks a message by itself.
 pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
+
+/// Replicas a new quorum queue starts with (`x-quorum-initial-group-size`). RabbitMQ
+/// caps it at the number of cluster nodes, so one node takes it too; three tolerate
+/// the loss of one node. A larger cluster keeps three replicas per queue unless an
+/// operator grows them (`rabbitmq-queues grow`).
+pub const DEFAULT_QUORUM_INITIAL_GROUP_SIZE: u32 = 3;
 
 /// Delay tiers every process declares. The worker adds its configured session retry
 /// interval; a wait of another length takes the nearest tier at or above it.
@@ -118,6 +138,8 @@ pub fn backend_sync_retry_queue(delay: Duration) -> String {
 #[derive(Clone, Debug)]
 pub struct TopologyOptions {
     pub delivery_limit: u32,
+    /// `x-quorum-initial-group-size` of every quorum queue this process creates.
+    pub quorum_initial_group_size: u32,
     pub work_retry_tiers: RetryTiers,
     pub backend_sync_retry_tiers: RetryTiers,
 }
@@ -126,6 +148,7 @@ impl Default for TopologyOptions {
     fn default() -> Self {
         Self {
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            quorum_initial_group_size: DEFAULT_QUORUM_INITIAL_GROUP_SIZE,
             work_retry_tiers: RetryTiers::default(),
             backend_sync_retry_tiers: RetryTiers::default(),
         }
@@ -134,60 +157,153 @@ impl Default for TopologyOptions {
 
 /// Declares every exchange, queue and binding of SPEC §4. Idempotent.
 ///
+/// Takes the connection, not a channel: a queue whose existing arguments are those of
+/// an earlier release is retried in that form, and every refusal closes its channel.
+///
 /// # Errors
-/// The broker's error; a declaration with arguments that differ from an existing
-/// queue's closes the channel with `PRECONDITION_FAILED`.
-pub async fn declare(channel: &Channel, options: &TopologyOptions) -> Result<(), lapin::Error> {
+/// The broker's error; a queue whose arguments match neither the current nor an
+/// earlier form is refused with `PRECONDITION_FAILED` naming the argument.
+pub async fn declare(
+    connection: &Connection,
+    options: &TopologyOptions,
+) -> Result<(), lapin::Error> {
+    let mut declarer = Declarer::open(connection).await?;
+    let group = options.quorum_initial_group_size;
+    let channel = declarer.channel.clone();
     // Parking lot first: every other queue dead-letters into it.
-    exchange(channel, DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout).await?;
-    queue(channel, PARKING_LOT_QUEUE, quorum(None)).await?;
-    bind(channel, PARKING_LOT_QUEUE, DEAD_LETTER_EXCHANGE, "").await?;
+    exchange(&channel, DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout).await?;
+    declarer
+        .queue(PARKING_LOT_QUEUE, quorum_forms(None, group))
+        .await?;
+    let channel = declarer.channel.clone();
+    bind(&channel, PARKING_LOT_QUEUE, DEAD_LETTER_EXCHANGE, "").await?;
 
-    exchange(channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
-    queue(channel, WORK_QUEUE, quorum(Some(options.delivery_limit))).await?;
-    bind(channel, WORK_QUEUE, WORK_EXCHANGE, WORK_ROUTING_KEY).await?;
-
-    exchange(channel, RETRY_EXCHANGE, ExchangeKind::Direct).await?;
-    for delay in options.work_retry_tiers.as_slice() {
-        let name = work_retry_queue(*delay);
-        queue(
-            channel,
-            &name,
-            delay_queue(*delay, WORK_EXCHANGE, WORK_ROUTING_KEY),
+    exchange(&channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
+    declarer
+        .queue(
+            WORK_QUEUE,
+            quorum_forms(Some(options.delivery_limit), group),
         )
         .await?;
-        bind(channel, &name, RETRY_EXCHANGE, &tier_label(*delay)).await?;
+    let channel = declarer.channel.clone();
+    bind(&channel, WORK_QUEUE, WORK_EXCHANGE, WORK_ROUTING_KEY).await?;
+
+    exchange(&channel, RETRY_EXCHANGE, ExchangeKind::Direct).await?;
+    for delay in options.work_retry_tiers.as_slice() {
+        let name = work_retry_queue(*delay);
+        declarer
+            .queue(
+                &name,
+                delay_queue_forms(*delay, WORK_EXCHANGE, WORK_ROUTING_KEY, group),
+            )
+            .await?;
+        bind(
+            &declarer.channel,
+            &name,
+            RETRY_EXCHANGE,
+            &tier_label(*delay),
+        )
+        .await?;
     }
 
-    exchange(channel, LIFECYCLE_EXCHANGE, ExchangeKind::Topic).await?;
-    queue(
-        channel,
-        BACKEND_SYNC_QUEUE,
-        quorum(Some(options.delivery_limit)),
-    )
-    .await?;
+    let channel = declarer.channel.clone();
+    exchange(&channel, LIFECYCLE_EXCHANGE, ExchangeKind::Topic).await?;
+    declarer
+        .queue(
+            BACKEND_SYNC_QUEUE,
+            quorum_forms(Some(options.delivery_limit), group),
+        )
+        .await?;
+    let channel = declarer.channel.clone();
     bind(
-        channel,
+        &channel,
         BACKEND_SYNC_QUEUE,
         LIFECYCLE_EXCHANGE,
         LIFECYCLE_ALL,
     )
     .await?;
 
-    exchange(channel, BACKEND_SYNC_RETRY_EXCHANGE, ExchangeKind::Direct).await?;
+    exchange(&channel, BACKEND_SYNC_RETRY_EXCHANGE, ExchangeKind::Direct).await?;
     for delay in options.backend_sync_retry_tiers.as_slice() {
         let name = backend_sync_retry_queue(*delay);
         // The default exchange ("") routes by queue name straight back to the sync queue.
-        queue(channel, &name, delay_queue(*delay, "", BACKEND_SYNC_QUEUE)).await?;
+        declarer
+            .queue(
+                &name,
+                delay_queue_forms(*delay, "", BACKEND_SYNC_QUEUE, group),
+            )
+            .await?;
         bind(
-            channel,
+            &declarer.channel,
             &name,
             BACKEND_SYNC_RETRY_EXCHANGE,
             &tier_label(*delay),
         )
         .await?;
     }
+    declarer.close().await;
     Ok(())
+}
+
+/// The channel topology is declared on, replaced whenever the broker closes it for a
+/// refused declaration.
+struct Declarer<'a> {
+    connection: &'a Connection,
+    channel: Channel,
+}
+
+impl<'a> Declarer<'a> {
+    async fn open(connection: &'a Connection) -> Result<Self, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        Ok(Self {
+            connection,
+            channel,
+        })
+    }
+
+    /// Declares `name` in its current form; when the broker refuses that because the
+    /// queue exists with other arguments, tries the `earlier` forms in turn. The error of
+    /// the current form is the one returned when none fits.
+    async fn queue(
+        &mut self,
+        name: &str,
+        (current, earlier): (FieldTable, FieldTable),
+    ) -> Result<(), lapin::Error> {
+        let refused = match queue(&self.channel, name, current).await {
+            Err(error) if is_precondition_failed(&error) => error,
+            other => return other,
+        };
+        self.channel = self.connection.create_channel().await?;
+        match queue(&self.channel, name, earlier).await {
+            Ok(()) => {
+                tracing::info!(
+                    queue = name,
+                    "queue kept with the arguments an earlier release declared"
+                );
+                Ok(())
+            }
+            Err(error) if is_precondition_failed(&error) => {
+                self.channel = self.connection.create_channel().await?;
+                Err(refused)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn close(self) {
+        let _ = self
+            .channel
+            .close(200, ShortString::from("topology declared"))
+            .await;
+    }
+}
+
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if amqp.kind() == &lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::PRECONDITIONFAILED)
+    )
 }
 
 /// Declares this process's own broadcast queue on the lifecycle exchange: server-named,
@@ -263,7 +379,18 @@ fn text(value: &str) -> AMQPValue {
 }
 
 /// A quorum queue that dead-letters to the parking lot, at least once (the broker keeps
-/// a message until the parking lot confirmed it).
+/// a message until the parking lot confirmed it), starting with `group_size` replicas;
+/// then the form the releases before the cluster settings declared (no group size).
+fn quorum_forms(delivery_limit: Option<u32>, group_size: u32) -> (FieldTable, FieldTable) {
+    let earlier = quorum(delivery_limit);
+    let mut current = earlier.clone();
+    current.insert(
+        "x-quorum-initial-group-size".into(),
+        AMQPValue::LongLongInt(i64::from(group_size)),
+    );
+    (current, earlier)
+}
+
 fn quorum(delivery_limit: Option<u32>) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), text("quorum"));
@@ -279,10 +406,34 @@ fn quorum(delivery_limit: Option<u32>) -> FieldTable {
     args
 }
 
-/// A durable classic queue whose messages expire after `delay` and then go back to
-/// `target_exchange` with `target_routing_key`. Every message in it waits the same time,
-/// so expiry at the head never holds back a shorter wait.
-fn delay_queue(delay: Duration, target_exchange: &str, target_routing_key: &str) -> FieldTable {
+/// A quorum queue whose messages expire after `delay` and then go back to
+/// `target_exchange` with `target_routing_key`, dead-lettered at least once. Every
+/// message in it waits the same time, so expiry at the head never holds back a shorter
+/// wait. Then the form of earlier releases: the same as a durable classic queue, which
+/// lives on one node only (an existing one is kept; see the module docs).
+fn delay_queue_forms(
+    delay: Duration,
+    target_exchange: &str,
+    target_routing_key: &str,
+    group_size: u32,
+) -> (FieldTable, FieldTable) {
+    let earlier = classic_delay_queue(delay, target_exchange, target_routing_key);
+    let mut current = earlier.clone();
+    current.insert("x-queue-type".into(), text("quorum"));
+    current.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    current.insert("x-overflow".into(), text("reject-publish"));
+    current.insert(
+        "x-quorum-initial-group-size".into(),
+        AMQPValue::LongLongInt(i64::from(group_size)),
+    );
+    (current, earlier)
+}
+
+fn classic_delay_queue(
+    delay: Duration,
+    target_exchange: &str,
+    target_routing_key: &str,
+) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(
         "x-message-ttl".into(),

@@ -407,11 +407,12 @@ impl Broker {
         let properties = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.clone().into());
         let connection = Connection::connect(address.url(), properties).await?;
-        let declaring = connection.create_channel().await?;
-        topology::declare(&declaring, &settings.topology).await?;
-        let _ = declaring
-            .close(200, ShortString::from("topology declared"))
-            .await;
+        if let Err(error) = topology::declare(&connection, &settings.topology).await {
+            let _ = connection
+                .close(200, ShortString::from("topology refused"))
+                .await;
+            return Err(error);
+        }
         let mut publishers = Vec::with_capacity(settings.publisher_channels.max(1));
         for _ in 0..settings.publisher_channels.max(1) {
             let channel = connection.create_channel().await?;

@@ -195,7 +195,7 @@ async fn declare_test_queue(vhost: &TestVhost) -> anyhow::Result<()> {
     let connection =
         Connection::connect(&vhost.amqp_url(), ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    topology::declare(&channel, &TopologyOptions::default()).await?;
+    topology::declare(&connection, &TopologyOptions::default()).await?;
     channel
         .queue_declare(
             ShortString::from(TEST_QUEUE),

@@ -145,8 +145,7 @@ async fn declaring_the_topology_twice_is_harmless() -> anyhow::Result<()> {
     let two = broker_on(&vhost).await;
     let link = one.wait_ready(READY).await.expect("first ready");
     two.wait_ready(READY).await.expect("second ready");
-    let channel = link.create_channel().await?;
-    topology::declare(&channel, &Default::default()).await?;
+    topology::declare(link.connection(), &Default::default()).await?;
     one.close().await;
     two.close().await;
     vhost.delete().await
@@ -177,6 +176,171 @@ async fn a_dead_node_first_in_the_list_is_skipped_for_the_next_one() -> anyhow::
     let admin_host = std::env::var("SPRITZ_TEST_RABBITMQ_AMQP_HOST")
         .unwrap_or_else(|_| "127.0.0.1:5672".to_owned());
     assert_eq!(link.endpoint(), admin_host);
+    broker.close().await;
+    vhost.delete().await
+}
+
+/// The queue's arguments as the management API reports them.
+async fn queue_arguments(vhost: &TestVhost, queue: &str) -> anyhow::Result<serde_json::Value> {
+    let management = std::env::var("SPRITZ_TEST_RABBITMQ_MANAGEMENT_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned());
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{management}/api/queues/{}/{queue}", vhost.name()))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(body["arguments"].clone())
+}
+
+#[tokio::test]
+async fn every_durable_queue_is_a_quorum_queue_asking_for_three_replicas_even_on_one_node()
+-> anyhow::Result<()> {
+    let vhost = BrokerAdmin::from_env().create_vhost().await?;
+    let broker = broker_on(&vhost).await;
+    broker
+        .wait_ready(READY)
+        .await
+        .expect("ready on a single node");
+    let delay_queue = topology::work_retry_queue(Duration::from_secs(1));
+    for queue in [
+        WORK_QUEUE,
+        topology::PARKING_LOT_QUEUE,
+        topology::BACKEND_SYNC_QUEUE,
+        delay_queue.as_str(),
+    ] {
+        let arguments = queue_arguments(&vhost, queue).await?;
+        assert_eq!(arguments["x-queue-type"], "quorum", "{queue}: {arguments}");
+        assert_eq!(
+            arguments["x-quorum-initial-group-size"], 3,
+            "{queue}: {arguments}"
+        );
+    }
+    assert_eq!(
+        queue_arguments(&vhost, WORK_QUEUE).await?["x-delivery-limit"],
+        20
+    );
+    assert_eq!(
+        queue_arguments(&vhost, &delay_queue).await?["x-message-ttl"],
+        1000
+    );
+    broker.close().await;
+    vhost.delete().await
+}
+
+/// Declares `queue` durable with `arguments`, as an earlier release or an operator did.
+async fn predeclare(
+    vhost: &TestVhost,
+    queue: &str,
+    arguments: &[(&str, lapin::types::AMQPValue)],
+) -> anyhow::Result<()> {
+    let connection =
+        lapin::Connection::connect(&vhost.amqp_url(), lapin::ConnectionProperties::default())
+            .await?;
+    let channel = connection.create_channel().await?;
+    let mut table = lapin::types::FieldTable::default();
+    for (key, value) in arguments {
+        table.insert((*key).into(), value.clone());
+    }
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            table,
+        )
+        .await?;
+    connection.close(200, "done".into()).await?;
+    Ok(())
+}
+
+fn text(value: &str) -> lapin::types::AMQPValue {
+    lapin::types::AMQPValue::LongString(value.into())
+}
+
+fn number(value: i64) -> lapin::types::AMQPValue {
+    lapin::types::AMQPValue::LongLongInt(value)
+}
+
+#[tokio::test]
+async fn queues_an_earlier_release_declared_are_kept_and_the_process_becomes_ready()
+-> anyhow::Result<()> {
+    let vhost = BrokerAdmin::from_env().create_vhost().await?;
+    // The work queue without x-quorum-initial-group-size, a delay tier as a classic
+    // queue: what the releases before the cluster settings declared.
+    predeclare(
+        &vhost,
+        WORK_QUEUE,
+        &[
+            ("x-queue-type", text("quorum")),
+            (
+                "x-dead-letter-exchange",
+                text(topology::DEAD_LETTER_EXCHANGE),
+            ),
+            ("x-delivery-limit", number(20)),
+            ("x-dead-letter-strategy", text("at-least-once")),
+            ("x-overflow", text("reject-publish")),
+        ],
+    )
+    .await?;
+    let delay_queue = topology::work_retry_queue(Duration::from_secs(1));
+    predeclare(
+        &vhost,
+        &delay_queue,
+        &[
+            ("x-message-ttl", number(1000)),
+            ("x-dead-letter-exchange", text(WORK_EXCHANGE)),
+            ("x-dead-letter-routing-key", text(WORK_ROUTING_KEY)),
+        ],
+    )
+    .await?;
+    let broker = broker_on(&vhost).await;
+    broker
+        .wait_ready(READY)
+        .await
+        .expect("ready with the earlier queues");
+    assert!(
+        queue_arguments(&vhost, WORK_QUEUE).await?["x-quorum-initial-group-size"].is_null(),
+        "the existing work queue is left as it was"
+    );
+    assert!(queue_arguments(&vhost, &delay_queue).await?["x-queue-type"].is_null());
+    assert_eq!(
+        queue_arguments(&vhost, topology::PARKING_LOT_QUEUE).await?["x-quorum-initial-group-size"],
+        3,
+        "a queue that did not exist is created in the current form"
+    );
+    broker.close().await;
+    vhost.delete().await
+}
+
+#[tokio::test]
+async fn a_work_queue_with_another_delivery_limit_still_keeps_the_process_unready()
+-> anyhow::Result<()> {
+    let vhost = BrokerAdmin::from_env().create_vhost().await?;
+    predeclare(
+        &vhost,
+        WORK_QUEUE,
+        &[
+            ("x-queue-type", text("quorum")),
+            (
+                "x-dead-letter-exchange",
+                text(topology::DEAD_LETTER_EXCHANGE),
+            ),
+            ("x-delivery-limit", number(5)),
+            ("x-dead-letter-strategy", text("at-least-once")),
+            ("x-overflow", text("reject-publish")),
+        ],
+    )
+    .await?;
+    let broker = broker_on(&vhost).await;
+    assert!(
+        broker.wait_ready(Duration::from_secs(3)).await.is_none(),
+        "a topology it did not declare never makes the process ready"
+    );
     broker.close().await;
     vhost.delete().await
 }
