@@ -186,8 +186,7 @@ mod tests {
     #[test]
     fn a_malformed_entry_is_named_by_position_without_its_text() {
         let error = AmqpAddresses::parse("amqp://u:secret@a:5672/%2f,http://u:secret@b")
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(error, "expected an amqp:// or amqps:// URL (entry 2 of 2)");
         assert!(AmqpAddresses::parse("amqp://a/%2f,,amqp://b/%2f").is_err());
         assert!(AmqpAddresses::parse(" , ").is_err());

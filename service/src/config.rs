@@ -663,7 +663,7 @@ mod tests {
             Some("127.0.0.1:5682,127.0.0.1:5683")
         );
         let one_bad = Env::from_map([(AMQP_URL, "amqp://g:g@127.0.0.1:5682/%2f,rabbit-2")]);
-        let error = one_bad.amqp_url().err().expect("refused");
+        let error = one_bad.amqp_url().expect_err("refused");
         assert_eq!(error.variable, AMQP_URL);
         assert!(
             error.to_string().starts_with("SPRITZ_AMQP_URL: ")
