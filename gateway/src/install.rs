@@ -116,11 +116,7 @@ impl Installer {
     /// # Errors
     /// [`Error::Upstream`] for transport failures; [`Error::Backend`] when the backend
     /// answers non-2xx or does not resolve the installation.
-    pub async fn upsert(
-        &self,
-        installation: &Installation,
-        trace: &TraceParent,
-    ) -> Result<String> {
+    pub async fn upsert(&self, installation: &Installation, trace: &TraceParent) -> Result<String> {
         let proposed_ref = format!("slack-install:{}", installation.team_id);
         let body = json!({
             "principalId": self.principal_id,

@@ -118,6 +118,8 @@ async fn one_slack_events_gateway_and_worker_spans_share_the_trace_id_of_its_tra
     spritz.set_agent(AgentBehaviour::Echo);
     let install = TeamInstall::demo("TTRACE");
     backend.install_team(install.clone());
+    spritz.add_runtime(&install);
+    slack.add_workspace(&install.team_id, &install.bot_access_token, &["C1"]);
     let common = vec![
         ("SPRITZ_AMQP_URL", vhost.amqp_url()),
         ("SPRITZ_SLACK_BACKEND_BASE_URL", backend.base_url()),

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::spritz_http::{
-    backend_error as error, bearer, injected_backend_failure as injected_failure, record_traceparent,
+    backend_error as error, bearer, injected_backend_failure as injected_failure,
+    record_traceparent,
 };
 
 use super::request;

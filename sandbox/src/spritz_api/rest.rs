@@ -19,7 +19,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::spritz_http::{api_error as error, bearer, injected_api_failure as injected_failure, record_traceparent};
+use crate::spritz_http::{
+    api_error as error, bearer, injected_api_failure as injected_failure, record_traceparent,
+};
 
 use super::state::{SpritzState, Unusable};
 use super::{SpritzCall, acp, upsert};

@@ -818,6 +818,13 @@ mod tests {
     impl Ready {
         async fn start() -> Ready {
             let spritz = FakeSpritz::start(SERVICE).await.expect("fake spritz");
+            spritz.add_runtime(&spritz_sandbox::backend::TeamInstall {
+                team_id: "1".into(),
+                namespace: "team-a".into(),
+                instance_id: "concierge".into(),
+                access_token: "session-token".into(),
+                ..spritz_sandbox::backend::TeamInstall::demo("1")
+            });
             let base = Url::parse(&spritz.base_url()).expect("base url");
             let rest = SpritzClient::new(
                 build_client(Duration::from_secs(5)).expect("client"),

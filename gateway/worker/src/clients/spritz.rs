@@ -291,6 +291,13 @@ mod tests {
 
     async fn start() -> (FakeSpritz, SpritzClient) {
         let spritz = FakeSpritz::start(SERVICE).await.expect("fake spritz");
+        spritz.add_runtime(&spritz_sandbox::backend::TeamInstall {
+            team_id: "1".into(),
+            namespace: "team-a".into(),
+            instance_id: "concierge".into(),
+            access_token: "session-token".into(),
+            ..spritz_sandbox::backend::TeamInstall::demo("1")
+        });
         let base = Url::parse(&spritz.base_url()).expect("base url");
         let client = SpritzClient::new(
             build_client(Duration::from_secs(5)).expect("client"),
@@ -349,9 +356,9 @@ mod tests {
         assert!(
             matches!(
                 client.bootstrap("no-such-conversation", "team-a").await,
-                Err(SpritzError::RuntimeVanished)
+                Err(SpritzError::Rejected { status: 404 })
             ),
-            "the real API answers an unknown conversation `spritz not found`"
+            "an unknown conversation is `conversation not found`, not a vanished runtime"
         );
 
         spritz.vanish_instance("team-a", "concierge");
