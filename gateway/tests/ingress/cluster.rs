@@ -198,6 +198,8 @@ async fn cluster_node_loss_costs_a_few_503s_and_every_accepted_event_gets_exactl
     let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("fake spritz");
     let install = TeamInstall::demo(TEAM);
     backend.install_team(install.clone());
+    spritz.add_runtime(&install);
+    slack.add_workspace(&install.team_id, &install.bot_access_token, &["C0CLUSTER"]);
     let redis_prefix = isolation::redis_prefix();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
