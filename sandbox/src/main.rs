@@ -311,7 +311,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     slack.add_workspace(
         &install.team_id,
         &install.bot_access_token,
-        &[DEMO_CHANNEL, DEMO_DM],
+        // The demo channels, and those scripts/check-dashboards writes in.
+        &[DEMO_CHANNEL, DEMO_DM, "C0REPLY", "C0RECOVER"],
     );
     if let Some(token) = &args.lifecycle_token {
         backend.set_lifecycle_token(token);
