@@ -312,7 +312,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &install.team_id,
         &install.bot_access_token,
         // The demo channels, and those scripts/check-dashboards writes in.
-        &[DEMO_CHANNEL, DEMO_DM, "C0REPLY", "C0RECOVER"],
+        &[
+            DEMO_CHANNEL,
+            DEMO_DM,
+            "C0CHECK",
+            "C0FAIL",
+            "C0PARK",
+            "C0RECOVER",
+            "C0REPLY",
+        ],
     );
     if let Some(token) = &args.lifecycle_token {
         backend.set_lifecycle_token(token);
