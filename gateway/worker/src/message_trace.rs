@@ -48,14 +48,16 @@ pub fn current() -> Option<TraceParent> {
     MESSAGE_TRACE.try_with(Clone::clone).ok()
 }
 
-/// Adds the `traceparent` of a call made now for the current message: a child of its
-/// trace (naming the current span when spans are exported). Unchanged outside a message.
+/// The `traceparent` of a call made now for the current message: a child of its trace
+/// (naming the current span when spans are exported). `None` outside a message.
+pub fn outbound() -> Option<TraceParent> {
+    current().map(|message| trace::outbound(&tracing::Span::current(), &message))
+}
+
+/// Adds [`outbound`] to an HTTP call; unchanged outside a message.
 pub fn carry(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    match current() {
-        Some(message) => {
-            let call = trace::outbound(&tracing::Span::current(), &message);
-            request.header(TRACEPARENT, call.to_string())
-        }
+    match outbound() {
+        Some(call) => request.header(TRACEPARENT, call.to_string()),
         None => request,
     }
 }
@@ -94,7 +96,7 @@ mod tests {
     #[tokio::test]
     async fn calls_within_a_message_carry_a_child_of_its_trace_and_others_none() {
         let trace = TraceParent::new_root();
-        let http = reqwest::Client::new();
+        let http = spritz_sandbox::tls::http_client();
         let header = |request: reqwest::RequestBuilder| {
             request
                 .build()

@@ -28,7 +28,7 @@ const EXCHANGE: &str = "/internal/v1/spritz/channel-sessions/exchange";
 const UPSERT: &str = "/api/channel-conversations/upsert";
 
 #[tokio::test]
-async fn the_exchange_upsert_and_bootstrap_of_a_delivery_carry_a_child_of_its_trace() {
+async fn the_exchange_upsert_bootstrap_and_acp_connect_of_a_delivery_carry_a_child_of_its_trace() {
     let mut world = World::new().await;
     world.spawn_worker().await;
     let event = world.channel_message("hello there");
@@ -51,10 +51,22 @@ async fn the_exchange_upsert_and_bootstrap_of_a_delivery_carry_a_child_of_its_tr
         .path
         .clone();
     let bootstraps = traceparents(&spritz, &bootstrap);
+    let connect = bootstrap.replace("/bootstrap", "/connect");
+    let connects = traceparents(&spritz, &connect);
     assert_eq!(exchanges.len(), 1);
     assert_eq!(upserts.len(), 2, "the conversation, then the reply alias");
     assert_eq!(bootstraps.len(), 1);
-    for call in exchanges.iter().chain(&upserts).chain(&bootstraps) {
+    assert_eq!(
+        connects.len(),
+        1,
+        "the ACP websocket upgrade carries it too"
+    );
+    for call in exchanges
+        .iter()
+        .chain(&upserts)
+        .chain(&bootstraps)
+        .chain(&connects)
+    {
         assert_eq!(call.trace_id(), trace.trace_id());
         assert_ne!(
             call.parent_id_bytes(),
