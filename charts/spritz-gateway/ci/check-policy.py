@@ -117,6 +117,14 @@ def main() -> int:
                         err(f"notifier: {name} must come from the downward API ({field})")
                 if "SPRITZ_NOTIFIER_LEASE_NAME" not in env:
                     err("notifier: SPRITZ_NOTIFIER_LEASE_NAME missing")
+            ca_file = (env.get("SPRITZ_TLS_CA_FILE") or {}).get("value")
+            if variant == "all-features":
+                mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+                volumes = {v["name"] for v in pod.get("volumes", [])}
+                if not ca_file or "ca-bundle" not in volumes or not ca_file.startswith(mounts.get("ca-bundle", "\0") + "/"):
+                    err(f"{component}/{c['name']}: SPRITZ_TLS_CA_FILE must name a file of the mounted ca-bundle volume")
+            elif ca_file:
+                err(f"{component}/{c['name']}: default values set SPRITZ_TLS_CA_FILE without a CA bundle")
             if component == "worker" and "SPRITZ_REDIS_URL" not in env:
                 err("worker: SPRITZ_REDIS_URL missing")
             if component == "worker":

@@ -94,6 +94,10 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.config.logLevel | quote }}
 - name: SPRITZ_METRICS_ADDR
   value: {{ printf "0.0.0.0:%v" .Values.config.metricsPort | quote }}
+{{- if include "spritz.caBundle.enabled" . }}
+- name: SPRITZ_TLS_CA_FILE
+  value: {{ printf "/etc/spritz/tls/%s" .Values.config.caBundle.key | quote }}
+{{- end }}
 {{ include "spritz.secretEnv" (dict "name" "SPRITZ_AMQP_URL" "ref" .Values.secrets.amqpUrl) }}
 {{- end }}
 
@@ -127,6 +131,20 @@ readinessProbe:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+  {{- if include "spritz.caBundle.enabled" . }}
+  - name: ca-bundle
+    mountPath: /etc/spritz/tls
+    readOnly: true
+  {{- end }}
+{{- end }}
+
+{{/* "true" when config.caBundle names a ConfigMap or a Secret; both is an error. */}}
+{{- define "spritz.caBundle.enabled" -}}
+{{- $bundle := .Values.config.caBundle | default dict -}}
+{{- if and $bundle.configMap $bundle.secret -}}
+{{- fail "config.caBundle: name a configMap or a secret, not both" -}}
+{{- end -}}
+{{- if or $bundle.configMap $bundle.secret -}}true{{- end -}}
 {{- end }}
 
 {{/* Pod-spec fields shared by the Deployments; call with
@@ -174,6 +192,23 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+  {{- with .root.Values.config.caBundle }}
+  {{- if .configMap }}
+  - name: ca-bundle
+    configMap:
+      name: {{ .configMap }}
+      items:
+        - key: {{ .key }}
+          path: {{ .key }}
+  {{- else if .secret }}
+  - name: ca-bundle
+    secret:
+      secretName: {{ .secret }}
+      items:
+        - key: {{ .key }}
+          path: {{ .key }}
+  {{- end }}
+  {{- end }}
 {{- end }}
 
 {{/* Deliveries in flight (KEDA: messages ready + unacked) one worker replica should
