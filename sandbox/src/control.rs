@@ -66,7 +66,7 @@ impl ControlHttp {
             .trim_end_matches(base_path)
             .to_owned();
         ControlHttp {
-            http: reqwest::Client::new(),
+            http: crate::tls::http_client(),
             origin,
         }
     }

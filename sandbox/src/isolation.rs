@@ -28,7 +28,7 @@ impl BrokerAdmin {
         let amqp_host = std::env::var("SPRITZ_TEST_RABBITMQ_AMQP_HOST")
             .unwrap_or_else(|_| "127.0.0.1:5672".to_owned());
         Self {
-            http: reqwest::Client::builder()
+            http: crate::tls::http_client_builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("reqwest client"),

@@ -1,6 +1,7 @@
 //! Fakes of the services the gateway talks to but does not own — Slack, the Spritz
 //! backend, the Spritz API with its ACP agent, and the Kubernetes API — plus the
-//! isolation helpers that give each test its own RabbitMQ vhost and Redis key prefix.
+//! isolation helpers that give each test its own RabbitMQ vhost and Redis key prefix,
+//! and a test CA with TLS fronts for the clients' trust tests (`tls`).
 //!
 //! Tests start the fakes in-process on port 0 and drive them through their methods;
 //! the dev stack runs them as one process (`spritz-sandbox`) and drives them through
@@ -20,5 +21,6 @@ mod server;
 pub mod slack;
 pub mod spritz_api;
 mod spritz_http;
+pub mod tls;
 
 pub use spritz_http::TracedRequest;

@@ -445,7 +445,7 @@ async fn send_message(args: SendArgs) -> anyhow::Result<()> {
 
     let body = serde_json::to_vec(&message.event_callback())?;
     let url = events::events_url(&args.gateway_url);
-    let http = reqwest::Client::builder()
+    let http = spritz_sandbox::tls::http_client_builder()
         .timeout(Duration::from_secs(10))
         .build()?;
     let (status, answer) = events::send_signed(&http, &url, &args.signing_secret, &body).await?;
@@ -497,7 +497,7 @@ async fn runtime(args: RuntimeArgs) -> anyhow::Result<()> {
         instance_id: team.instance_id.clone(),
     };
     let kube = KubePhases {
-        http: reqwest::Client::new(),
+        http: spritz_sandbox::tls::http_client(),
         base_url: args.kube_url.trim_end_matches('/').to_owned(),
         token: args.kube_token.clone(),
         namespace: team.namespace.clone(),

@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(5);
 const INTERNAL_TOKEN: &str = "internal-token";
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    spritz_sandbox::tls::http_client_builder()
         .timeout(WAIT)
         .build()
         .expect("client")

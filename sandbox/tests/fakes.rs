@@ -15,7 +15,7 @@ const SERVICE_TOKEN: &str = "service-token";
 const INTERNAL_TOKEN: &str = "internal-token";
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    spritz_sandbox::tls::http_client_builder()
         .timeout(WAIT)
         .build()
         .expect("client")

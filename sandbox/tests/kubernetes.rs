@@ -471,7 +471,7 @@ async fn deleting_a_spritz_with_a_finalizer_waits_for_its_removal() {
 #[tokio::test]
 async fn the_control_api_drives_the_same_operations_over_http() {
     let fake = FakeKubernetes::start().await.expect("fake starts");
-    let http = reqwest::Client::new();
+    let http = spritz_sandbox::tls::http_client();
     let url = |path: &str| format!("{}/_sandbox{path}", fake.base_url());
     let mut events = spawn_watcher(Api::all(fake.client().expect("client")));
     next_matching(&mut events, "init done", is_init_done).await;

@@ -9,7 +9,7 @@ const SPRITZES: &str = "apis/spritz.sh/v1/namespaces/team-a/spritzes";
 
 /// A request to `path` on the fake, with its token.
 fn call(kube: &FakeKubernetes, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-    reqwest::Client::new()
+    spritz_sandbox::tls::http_client()
         .request(method, format!("{}/{path}", kube.base_url()))
         .bearer_auth(kube.token())
 }
@@ -41,7 +41,7 @@ fn assert_status(body: &Value, code: u16, reason: &str) {
 async fn api_calls_without_the_token_are_401_unauthorized_but_health_is_public() {
     let kube = FakeKubernetes::start().await.expect("kube");
     kube.create_spritz("team-a", "concierge", Some("Ready"));
-    let anonymous = reqwest::Client::new();
+    let anonymous = spritz_sandbox::tls::http_client();
     for path in [
         "apis",
         SPRITZES,

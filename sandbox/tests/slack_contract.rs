@@ -12,7 +12,7 @@ const TEAM: &str = "T1";
 const BOT_TOKEN: &str = "xoxb-1";
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    spritz_sandbox::tls::http_client_builder()
         .timeout(WAIT)
         .build()
         .expect("client")
@@ -338,7 +338,7 @@ async fn the_oauth_exchange_checks_the_app_credentials_before_the_code() {
 async fn the_install_page_redirects_with_a_code_bound_to_its_redirect_uri_or_access_denied() {
     let slack = FakeSlack::start().await.expect("slack");
     slack.expect_oauth_client("cid", "s");
-    let no_redirects = reqwest::Client::builder()
+    let no_redirects = spritz_sandbox::tls::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
