@@ -446,7 +446,7 @@ async fn main() -> anyhow::Result<()> {
     let gateway = Gateway::start(&vhost.amqp_url())?;
     let connection =
         Connection::connect(&vhost.amqp_url(), ConnectionProperties::default()).await?;
-    let client = reqwest::Client::builder()
+    let client = spritz_sandbox::tls::http_client_builder()
         .pool_max_idle_per_host(settings.concurrency * 2)
         .timeout(Duration::from_secs(10))
         .build()?;

@@ -14,11 +14,11 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use spritz_service::AmqpAddresses;
 use spritz_service::config::{
     AMQP_URL_VARIABLE, ConfigError, DEFAULT_SLACK_API_BASE_URL, Env, ListenAddr,
     METRICS_ADDR_VARIABLE, Variable,
 };
+use spritz_service::{AmqpAddresses, Trust};
 use url::Url;
 
 pub const GATEWAY_ADDR: &str = "SPRITZ_SLACK_GATEWAY_ADDR";
@@ -112,6 +112,7 @@ pub const VARIABLES: &[Variable] = &[
     },
     AMQP_URL_VARIABLE,
     METRICS_ADDR_VARIABLE,
+    spritz_service::tls::CA_FILE_VARIABLE,
     spritz_service::telemetry::OTLP_ENDPOINT_VARIABLE,
     spritz_service::telemetry::SERVICE_NAME_VARIABLE,
 ];
@@ -142,6 +143,9 @@ pub struct ServeConfig {
     pub publish_timeout: Duration,
     /// Confirm-mode channels the publisher spreads requests over.
     pub publisher_channels: usize,
+    /// Whom Slack, the backend and an `amqps://` broker must prove themselves to
+    /// (`SPRITZ_TLS_CA_FILE`).
+    pub trust: Trust,
 }
 
 impl ServeConfig {
@@ -187,6 +191,7 @@ impl ServeConfig {
             metrics_addr,
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
             publisher_channels: 4,
+            trust: Trust::from_env(env)?,
         })
     }
 

@@ -47,7 +47,9 @@ impl Installer {
     /// # Errors
     /// The HTTP client cannot be built (TLS set-up).
     pub fn new(config: &ServeConfig) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = config
+            .trust
+            .http_client_builder()
             .timeout(config.http_timeout)
             .build()
             .map_err(Error::HttpClient)?;

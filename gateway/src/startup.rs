@@ -47,6 +47,7 @@ impl Application {
         let mut settings = BrokerSettings::new(config.amqp_url.clone(), "spritz-gateway serve");
         settings.confirm_timeout = config.publish_timeout;
         settings.publisher_channels = config.publisher_channels;
+        settings.trust = config.trust.clone();
         let (broker, supervisor) = Broker::start(settings, broker_metrics);
 
         let readiness = Readiness::new().with_check("broker", {

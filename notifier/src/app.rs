@@ -90,6 +90,7 @@ impl Notifier {
             format!("spritz-notifier {}", config.lease.identity),
         );
         settings.max_backoff = config.broker_max_backoff;
+        settings.trust = config.trust.clone();
         let (broker, broker_task) = Broker::start(settings, broker_metrics);
         let status = Status::new();
         let readiness = Readiness::new()

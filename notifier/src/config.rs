@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use spritz_service::AmqpAddresses;
 use spritz_service::config::{ConfigError, Env, Variable};
+use spritz_service::{AmqpAddresses, Trust};
 
 use crate::leader::LeaseSettings;
 use crate::pipeline::PipelineSettings;
@@ -82,6 +82,7 @@ pub const VARIABLES: &[Variable] = &[
         default: Some("in-cluster config"),
         help: "kubeconfig file when run outside a cluster",
     },
+    spritz_service::tls::CA_FILE_VARIABLE,
     spritz_service::telemetry::OTLP_ENDPOINT_VARIABLE,
     spritz_service::telemetry::SERVICE_NAME_VARIABLE,
 ];
@@ -100,6 +101,9 @@ pub struct NotifierConfig {
     pub watch: WatchSettings,
     /// Longest wait between broker reconnection attempts.
     pub broker_max_backoff: Duration,
+    /// Whom an `amqps://` broker must prove itself to (`SPRITZ_TLS_CA_FILE`); the
+    /// Kubernetes API is trusted through the kubeconfig's own CA.
+    pub trust: Trust,
 }
 
 impl NotifierConfig {
@@ -176,6 +180,7 @@ impl NotifierConfig {
             },
             watch: WatchSettings::default(),
             broker_max_backoff: Duration::from_secs(5),
+            trust: Trust::from_env(env)?,
         })
     }
 }

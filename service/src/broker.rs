@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::runtime::default_runtime;
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::ShortString;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event};
 use spritz_proto::properties::Envelope;
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp_addresses::{AmqpAddress, AmqpAddresses};
 use crate::metrics::BrokerMetrics;
+use crate::tls::Trust;
 
 /// How a process connects.
 #[derive(Clone, Debug)]
@@ -53,6 +56,9 @@ pub struct BrokerSettings {
     /// One node's budget for connecting, declaring the topology and opening the
     /// publisher channels; past it the next node is tried.
     pub connect_timeout: Duration,
+    /// Whom an `amqps://` node must prove itself to: the platform's roots plus
+    /// `SPRITZ_TLS_CA_FILE`.
+    pub trust: Trust,
 }
 
 impl BrokerSettings {
@@ -68,6 +74,7 @@ impl BrokerSettings {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(15),
+            trust: Trust::default(),
         }
     }
 }
@@ -406,7 +413,14 @@ impl Broker {
         let settings = &self.inner.settings;
         let properties = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.clone().into());
-        let connection = Connection::connect(address.url(), properties).await?;
+        // lapin adds the extra bundle to the platform roots it loads itself.
+        let tls = OwnedTLSConfig {
+            identity: None,
+            cert_chain: settings.trust.extra_ca_pem().map(str::to_owned),
+        };
+        let connection =
+            Connection::connect_with_config(address.url(), properties, tls, default_runtime()?)
+                .await?;
         if let Err(error) = topology::declare(&connection, &settings.topology).await {
             let _ = connection
                 .close(200, ShortString::from("topology refused"))

@@ -3,7 +3,7 @@
 //! ([`amqp_addresses`]), environment configuration that fails fast with
 //! exit code 2 ([`config`]), what every entry point does around its role
 //! ([`entry_point`]), JSON logs and optional OTLP span export ([`telemetry`]), one
-//! trace per message across processes ([`trace`]), the `/metrics`, `/healthz` and
+//! trace per message across processes ([`trace`]), whom outbound TLS trusts ([`tls`]), the `/metrics`, `/healthz` and
 //! `/readyz` listener ([`ops`]), the metrics every process exports ([`metrics`]), the
 //! shutdown signal ([`shutdown`]), and consumers that restart on every broker link
 //! ([`link_consumer`]).
@@ -17,9 +17,11 @@ pub mod metrics;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
 
 pub use amqp_addresses::{AmqpAddress, AmqpAddresses};
 pub use broker::{Broker, BrokerSettings, Link, PublishError};
 pub use config::{ConfigError, Env, ListenAddr};
 pub use ops::{OpsServer, Readiness};
+pub use tls::Trust;

@@ -10,9 +10,10 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
@@ -21,12 +22,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::config::{ConfigError, Env, Variable};
+use crate::tls::Trust;
 
 /// The OTLP collector's base URL (`http://collector:4318`); spans go to
 /// `<endpoint>/v1/traces`. Unset: no export.
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// The `service.name` of exported spans; defaults to the process's role.
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// How long one export request may take, in milliseconds.
+const OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 
 /// [`OTLP_ENDPOINT`] as `--help` lists it.
 pub const OTLP_ENDPOINT_VARIABLE: Variable = Variable {
@@ -62,8 +66,9 @@ pub struct SpanExport {
 
 impl SpanExport {
     /// The exporter `OTEL_EXPORTER_OTLP_ENDPOINT` asks for, or `None` when it is unset.
-    /// `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_EXPORTER_OTLP_TIMEOUT` are read by the
-    /// exporter itself; the endpoint given here wins over
+    /// `OTEL_EXPORTER_OTLP_HEADERS` is read by the exporter itself,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` here for the export client, which trusts
+    /// `SPRITZ_TLS_CA_FILE` like every other client; the endpoint given here wins over
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. `default_service_name`
     /// applies when `OTEL_SERVICE_NAME` is unset.
     ///
@@ -75,8 +80,10 @@ impl SpanExport {
             return Ok(None);
         };
         let traces = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+        let client = export_client(&Trust::from_env(env)?, export_timeout(env)?);
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(client)
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(traces)
             .build()
@@ -90,6 +97,30 @@ impl SpanExport {
             .build();
         Ok(Some(Self { provider }))
     }
+}
+
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds, as the OpenTelemetry spec has it), or
+/// its default of 10 s.
+fn export_timeout(env: &Env) -> Result<Duration, ConfigError> {
+    Ok(env
+        .parse::<u64>(OTLP_TIMEOUT, "milliseconds")?
+        .map_or(Duration::from_secs(10), Duration::from_millis))
+}
+
+/// The exporter's own blocking client (it sends from its batch thread), trusting what
+/// every other client of the process trusts. Built on a thread of its own: a blocking
+/// client cannot be built inside the async runtime.
+fn export_client(trust: &Trust, timeout: Duration) -> reqwest::blocking::Client {
+    let tls = (*trust.client_config()).clone();
+    std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(timeout)
+            .build()
+    })
+    .join()
+    .expect("building the export client does not panic")
+    .expect("a preconfigured TLS client always builds")
 }
 
 /// A JSON subscriber; `RUST_LOG` overrides `default_filter`.

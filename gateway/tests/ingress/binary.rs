@@ -201,7 +201,7 @@ async fn serve_takes_a_fractional_go_duration_and_a_hostname_listen_address_and_
     let mut serve = RunningServe::spawn(&vars);
     let listening = serve.wait_listening_and_connected().await;
 
-    let http = reqwest::Client::new();
+    let http = spritz_sandbox::tls::http_client();
     for field in ["addr", "ops"] {
         let addr: std::net::SocketAddr = listening["fields"][field]
             .as_str()

@@ -23,6 +23,7 @@ use spritz_sandbox::isolation;
 use spritz_sandbox::slack::FakeSlack;
 use spritz_sandbox::slack::events::{self, UserMessage};
 use spritz_sandbox::spritz_api::FakeSpritz;
+use spritz_service::Trust;
 use spritz_service::config::ListenAddr;
 use spritz_worker::WorkerConfig;
 use spritz_worker::config::{Services, Timing};
@@ -136,6 +137,7 @@ fn worker_config(
             max_attempts: 300,
         },
         lifecycle_notify: None,
+        trust: Trust::default(),
     }
 }
 
@@ -158,6 +160,7 @@ fn gateway_config(amqp_url: String, slack: &FakeSlack, backend: &FakeBackend) ->
         metrics_addr: ListenAddr(SocketAddr::from(([127, 0, 0, 1], 0))),
         publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
         publisher_channels: 4,
+        trust: Trust::default(),
     }
 }
 
@@ -201,7 +204,7 @@ async fn cluster_node_loss_costs_a_few_503s_and_every_accepted_event_gets_exactl
     spritz.add_runtime(&install);
     slack.add_workspace(&install.team_id, &install.bot_access_token, &["C0CLUSTER"]);
     let redis_prefix = isolation::redis_prefix();
-    let http = reqwest::Client::builder()
+    let http = spritz_sandbox::tls::http_client_builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(64)
         .build()

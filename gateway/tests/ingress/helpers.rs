@@ -92,13 +92,14 @@ pub async fn spawn_app_unready(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp
         metrics_addr: ListenAddr(SocketAddr::from(([127, 0, 0, 1], 0))),
         publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
         publisher_channels: 2,
+        trust: spritz_service::Trust::default(),
     };
     adjust(&mut config);
     let app = Application::build(config).await.expect("build the gateway");
     let (addr, ops_addr, broker) = (app.addr(), app.ops_addr(), app.broker().clone());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    let http = reqwest::Client::builder()
+    let http = spritz_sandbox::tls::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()

@@ -150,7 +150,7 @@ async fn one_slack_events_gateway_and_worker_spans_share_the_trace_id_of_its_tra
         .as_str()
         .expect("addr")
         .to_owned();
-    let http = reqwest::Client::new();
+    let http = spritz_sandbox::tls::http_client();
     wait_ready(&http, listening["fields"]["ops"].as_str().expect("ops")).await;
     wait_ready(&http, starting["fields"]["ops"].as_str().expect("ops")).await;
 

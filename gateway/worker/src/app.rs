@@ -64,18 +64,20 @@ impl Application {
             work_retry_tiers: tiers.clone(),
             ..TopologyOptions::default()
         };
+        settings.trust = config.trust.clone();
         let (broker, broker_task) = Broker::start(settings, broker_metrics);
 
         let background = CancellationToken::new();
         let ledger = Ledger::connect(
             &config.redis_url,
+            &config.trust,
             &config.redis_key_prefix,
             config.timing.dedupe_ttl,
             config.timing.http_timeout,
             background.clone(),
         )?;
 
-        let http = build_client(config.timing.http_timeout)?;
+        let http = build_client(&config.trust, config.timing.http_timeout)?;
         let services = &config.services;
         let clients = Clients {
             backend: BackendClient::new(
@@ -181,6 +183,7 @@ impl Application {
                 let mut settings = BackendSyncSettings::new(notify.url.clone());
                 settings.token = notify.token.clone();
                 settings.timeout = notify.timeout;
+                settings.trust = self.config.trust.clone();
                 tokio::spawn(backend_sync::run(
                     sync_broker,
                     settings,

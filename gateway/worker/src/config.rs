@@ -10,6 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use spritz_service::AmqpAddresses;
 use spritz_service::ListenAddr;
+use spritz_service::Trust;
 use spritz_service::config::{
     AMQP_URL_VARIABLE, ConfigError, DEFAULT_SLACK_API_BASE_URL, Env, METRICS_ADDR_VARIABLE,
     Variable,
@@ -143,6 +144,7 @@ pub const VARIABLES: &[Variable] = &[
         default: Some("3s"),
         help: "lifecycle webhook timeout",
     },
+    spritz_service::tls::CA_FILE_VARIABLE,
     spritz_service::telemetry::OTLP_ENDPOINT_VARIABLE,
     spritz_service::telemetry::SERVICE_NAME_VARIABLE,
 ];
@@ -198,6 +200,9 @@ pub struct WorkerConfig {
     pub services: Services,
     pub timing: Timing,
     pub lifecycle_notify: Option<LifecycleNotify>,
+    /// Whom HTTPS, `wss://`, `amqps://` and `rediss://` servers must prove themselves
+    /// to (`SPRITZ_TLS_CA_FILE`).
+    pub trust: Trust,
 }
 
 impl WorkerConfig {
@@ -255,7 +260,10 @@ impl WorkerConfig {
             .get(REDIS_URL)
             .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
         if redis::Client::open(redis_url.as_str()).is_err() {
-            return Err(ConfigError::new(REDIS_URL, "expected a redis:// URL"));
+            return Err(ConfigError::new(
+                REDIS_URL,
+                "expected a redis://, rediss:// or redis+unix:// URL",
+            ));
         }
         let amqp_url = env.amqp_url()?;
         Ok(Self {
@@ -270,6 +278,7 @@ impl WorkerConfig {
             services,
             timing,
             lifecycle_notify,
+            trust: Trust::from_env(env)?,
         })
     }
 

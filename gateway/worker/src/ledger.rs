@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use spritz_service::Trust;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -178,18 +179,20 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts connecting to `redis_url` in the background (retrying until `stop`).
+    /// Starts connecting to `redis_url` in the background (retrying until `stop`); a
+    /// `rediss://` server is verified against `trust`.
     ///
     /// # Errors
     /// The URL is not a Redis URL.
     pub fn connect(
         redis_url: &str,
+        trust: &Trust,
         prefix: &str,
         ttl: Duration,
         timeout: Duration,
         stop: CancellationToken,
     ) -> Result<Self> {
-        let client = redis::Client::open(redis_url)?;
+        let client = redis_client(redis_url, trust)?;
         let ledger = Self {
             connection: Arc::new(OnceCell::new()),
             prefix: Arc::from(prefix),
@@ -551,4 +554,20 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
         .max(1)
+}
+
+/// A client for `redis_url`. With an extra CA bundle configured, a `rediss://` client
+/// is given every trusted root (the Redis client replaces its platform roots with the
+/// ones it is handed); otherwise it loads the platform's roots itself.
+fn redis_client(redis_url: &str, trust: &Trust) -> redis::RedisResult<redis::Client> {
+    match trust.all_roots_pem() {
+        Some(roots) if redis_url.starts_with("rediss://") => redis::Client::build_with_tls(
+            redis_url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(roots.to_vec()),
+            },
+        ),
+        _ => redis::Client::open(redis_url),
+    }
 }

@@ -16,7 +16,7 @@ async fn set_access(vhost: &TestVhost, allowed: bool) {
     let management = std::env::var("SPRITZ_TEST_RABBITMQ_MANAGEMENT_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned());
     let url = format!("{management}/api/permissions/{}/guest", vhost.name());
-    let http = reqwest::Client::builder()
+    let http = spritz_sandbox::tls::http_client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("http client");

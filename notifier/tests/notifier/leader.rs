@@ -116,7 +116,7 @@ async fn readiness_needs_the_broker_and_for_the_leader_a_synced_watch() {
     let world = World::start().await;
     let a = world.leader("a").await;
     let b = world.replica("b").await;
-    let http = reqwest::Client::new();
+    let http = spritz_sandbox::tls::http_client();
     let get = |addr: std::net::SocketAddr, path: &'static str| {
         let http = http.clone();
         async move {

@@ -184,7 +184,7 @@ async fn a_dead_node_first_in_the_list_is_skipped_for_the_next_one() -> anyhow::
 async fn queue_arguments(vhost: &TestVhost, queue: &str) -> anyhow::Result<serde_json::Value> {
     let management = std::env::var("SPRITZ_TEST_RABBITMQ_MANAGEMENT_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned());
-    let body: serde_json::Value = reqwest::Client::new()
+    let body: serde_json::Value = spritz_sandbox::tls::http_client()
         .get(format!("{management}/api/queues/{}/{queue}", vhost.name()))
         .basic_auth("guest", Some("guest"))
         .send()

@@ -28,7 +28,7 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
 use secrecy::SecretString;
 use spritz_proto::topology::BACKEND_SYNC_QUEUE;
-use spritz_service::{Broker, Link};
+use spritz_service::{Broker, Link, Trust};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +61,8 @@ pub struct BackendSyncSettings {
     /// The wait before retry n (the last entry repeats). Each wait takes the nearest
     /// declared backend-sync tier at or above it (`TopologyOptions::backend_sync_retry_tiers`).
     pub retry_delays: Vec<Duration>,
+    /// Whom an HTTPS webhook must prove itself to.
+    pub trust: Trust,
 }
 
 impl BackendSyncSettings {
@@ -77,6 +79,7 @@ impl BackendSyncSettings {
                 Duration::from_secs(30),
                 Duration::from_secs(60),
             ],
+            trust: Trust::default(),
         }
     }
 }
@@ -90,7 +93,9 @@ pub async fn run(
     metrics: BackendSyncMetrics,
     shutdown: CancellationToken,
 ) {
-    let http = match reqwest::Client::builder()
+    let http = match settings
+        .trust
+        .http_client_builder()
         .timeout(settings.timeout)
         .tcp_nodelay(true)
         .build()

@@ -15,8 +15,8 @@ use spritz_proto::traceparent::TraceParent;
 use spritz_proto::{LifecycleEvent, MessageType, Phase};
 use spritz_sandbox::backend::FakeBackend;
 use spritz_sandbox::isolation::{BrokerAdmin, TestVhost, eventually};
-use spritz_service::BrokerSettings;
 use spritz_service::metrics::BrokerMetrics;
+use spritz_service::{BrokerSettings, Trust};
 use tokio::task::JoinHandle;
 
 use super::*;
@@ -55,6 +55,7 @@ impl Harness {
             timeout: Duration::from_secs(2),
             max_attempts,
             retry_delays: vec![Duration::from_millis(50), Duration::from_millis(100)],
+            trust: Trust::default(),
         };
         let metrics = BackendSyncMetrics::unregistered();
         let shutdown = CancellationToken::new();

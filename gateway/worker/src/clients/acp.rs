@@ -35,6 +35,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use spritz_proto::properties::TRACEPARENT;
+use spritz_service::Trust;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -175,15 +177,15 @@ impl AcpClient {
         spritz_base_url: Url,
         service_token: SecretString,
         handshake_timeout: Duration,
+        trust: &Trust,
     ) -> Self {
         let mut authorization =
             HeaderValue::from_str(&format!("Bearer {}", service_token.expose_secret())).ok();
         if let Some(value) = authorization.as_mut() {
             value.set_sensitive(true);
         }
-        let connector = (matches!(spritz_base_url.scheme(), "https" | "wss"))
-            .then(tls_connector)
-            .flatten();
+        let connector = matches!(spritz_base_url.scheme(), "https" | "wss")
+            .then(|| Connector::Rustls(trust.client_config()));
         Self {
             inner: Arc::new(Inner {
                 base_url: spritz_base_url,
@@ -201,6 +203,7 @@ impl AcpClient {
             config.services.spritz_base_url.clone(),
             config.services.spritz_service_token.clone(),
             config.timing.http_timeout,
+            &config.trust,
         )
     }
 
@@ -301,9 +304,13 @@ impl AcpClient {
             .as_str()
             .into_client_request()
             .map_err(|_| AcpError::before_delivery("the ACP URL is not a valid request"))?;
-        request
-            .headers_mut()
-            .insert(header::AUTHORIZATION, authorization);
+        let headers = request.headers_mut();
+        headers.insert(header::AUTHORIZATION, authorization);
+        if let Some(call) = crate::message_trace::outbound()
+            && let Ok(value) = HeaderValue::from_str(&call.to_string())
+        {
+            headers.insert(TRACEPARENT, value);
+        }
         let connected = tokio_tungstenite::connect_async_tls_with_config(
             request,
             Some(WebSocketConfig::default().read_buffer_size(READ_BUFFER)),
@@ -341,19 +348,6 @@ fn initialize_request() -> InitializeRequest {
     InitializeRequest::new(ProtocolVersion::V1).client_info(
         Implementation::new(CLIENT_NAME, env!("CARGO_PKG_VERSION")).title(CLIENT_TITLE.to_owned()),
     )
-}
-
-/// A TLS configuration with the webpki roots, built once per client.
-fn tls_connector() -> Option<Connector> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Some(Connector::Rustls(Arc::new(config)))
 }
 
 /// One JSON-RPC conversation over the websocket, about one agent session.
@@ -768,6 +762,7 @@ mod text_tests {
             Url::parse("https://host/spritz/").expect("url"),
             SecretString::from("t"),
             Duration::from_secs(1),
+            &Trust::default(),
         );
         let url = client.connect_url("conv 1", "team-a").expect("url");
         assert_eq!(
@@ -778,6 +773,7 @@ mod text_tests {
             Url::parse("http://127.0.0.1:9/").expect("url"),
             SecretString::from("t"),
             Duration::from_secs(1),
+            &Trust::default(),
         );
         assert_eq!(
             client.connect_url("c", "n").expect("url").as_str(),
@@ -827,7 +823,7 @@ mod tests {
             });
             let base = Url::parse(&spritz.base_url()).expect("base url");
             let rest = SpritzClient::new(
-                build_client(Duration::from_secs(5)).expect("client"),
+                build_client(&Trust::default(), Duration::from_secs(5)).expect("client"),
                 base.clone(),
                 SecretString::from(SERVICE),
             );
@@ -861,7 +857,12 @@ mod tests {
                 .bootstrap(&conversation.id, "team-a")
                 .await
                 .expect("bootstrap");
-            let acp = AcpClient::new(base, SecretString::from(SERVICE), Duration::from_secs(5));
+            let acp = AcpClient::new(
+                base,
+                SecretString::from(SERVICE),
+                Duration::from_secs(5),
+                &Trust::default(),
+            );
             Ready {
                 spritz,
                 acp,
@@ -1082,6 +1083,7 @@ mod tests {
             base,
             SecretString::from(SERVICE),
             Duration::from_millis(200),
+            &Trust::default(),
         );
         let (delivered, _fired) = oneshot::channel();
         let result = acp
@@ -1138,7 +1140,7 @@ mod tests {
     #[tokio::test]
     async fn a_deadline_before_the_handshake_ends_is_undelivered() {
         let (listener, base) = silent_endpoint("spritz").await;
-        let acp = AcpClient::new(base, SecretString::from(SERVICE), FAR);
+        let acp = AcpClient::new(base, SecretString::from(SERVICE), FAR, &Trust::default());
         let (delivered, _fired) = oneshot::channel();
         let deadline = Instant::now() + Duration::from_millis(200);
         let result = tokio::time::timeout(

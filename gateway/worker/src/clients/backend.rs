@@ -366,7 +366,7 @@ mod tests {
     async fn client_for(backend: &FakeBackend, timeout: Duration) -> BackendClient {
         let base = Url::parse(&backend.base_url()).expect("base url");
         BackendClient::new(
-            build_client(timeout).expect("client"),
+            build_client(&spritz_service::Trust::default(), timeout).expect("client"),
             base,
             SecretString::from(TOKEN),
             "principal-1".to_owned(),
@@ -497,7 +497,7 @@ mod tests {
 
         let base = Url::parse(&backend.base_url()).expect("base url");
         let wrong = BackendClient::new(
-            reqwest::Client::new(),
+            spritz_sandbox::tls::http_client(),
             base,
             SecretString::from("wrong"),
             "p".to_owned(),
@@ -513,7 +513,7 @@ mod tests {
         let (listener, base) = silent_endpoint("backend").await;
         drop(listener);
         let client = BackendClient::new(
-            reqwest::Client::new(),
+            spritz_sandbox::tls::http_client(),
             base,
             SecretString::from(TOKEN),
             "p".to_owned(),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use spritz_service::Trust;
 use url::Url;
 
 /// The client the worker's HTTP clients are meant to share.
@@ -11,12 +12,14 @@ use url::Url;
 /// `timeout` is the whole-call budget (`SPRITZ_SLACK_HTTP_TIMEOUT`, SPEC §2): the
 /// clients in this module set no timeout of their own and rely on the client they are
 /// given. Connections are pooled per host and kept open, so a busy worker reuses them
-/// instead of paying a TCP (and TLS) handshake per call.
+/// instead of paying a TCP (and TLS) handshake per call. HTTPS servers are verified
+/// against `trust`.
 ///
 /// # Errors
 /// When the TLS backend cannot be initialised.
-pub fn build_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+pub fn build_client(trust: &Trust, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    trust
+        .http_client_builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .pool_idle_timeout(Duration::from_secs(60))

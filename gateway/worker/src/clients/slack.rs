@@ -145,7 +145,11 @@ mod tests {
         let slack = FakeSlack::start().await.expect("fake slack");
         slack.add_workspace("T1", BOT, &["C1"]);
         let base = Url::parse(&slack.base_url()).expect("base url");
-        let client = SlackClient::new(build_client(Duration::from_secs(5)).expect("client"), base);
+        let client = SlackClient::new(
+            build_client(&spritz_service::Trust::default(), Duration::from_secs(5))
+                .expect("client"),
+            base,
+        );
         (slack, client, SecretString::from(BOT))
     }
 

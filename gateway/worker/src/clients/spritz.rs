@@ -300,7 +300,8 @@ mod tests {
         });
         let base = Url::parse(&spritz.base_url()).expect("base url");
         let client = SpritzClient::new(
-            build_client(Duration::from_secs(5)).expect("client"),
+            build_client(&spritz_service::Trust::default(), Duration::from_secs(5))
+                .expect("client"),
             base,
             SecretString::from(SERVICE),
         );
@@ -376,7 +377,11 @@ mod tests {
     async fn a_wrong_service_token_is_a_rejection_and_an_unreachable_api_is_transient() {
         let (spritz, _) = start().await;
         let base = Url::parse(&spritz.base_url()).expect("base url");
-        let wrong = SpritzClient::new(reqwest::Client::new(), base, SecretString::from("wrong"));
+        let wrong = SpritzClient::new(
+            spritz_sandbox::tls::http_client(),
+            base,
+            SecretString::from("wrong"),
+        );
         assert!(matches!(
             wrong.bootstrap("c", "n").await,
             Err(SpritzError::Rejected { status: 401 })
@@ -384,8 +389,11 @@ mod tests {
 
         let (listener, base) = silent_endpoint("spritz").await;
         drop(listener);
-        let unreachable =
-            SpritzClient::new(reqwest::Client::new(), base, SecretString::from(SERVICE));
+        let unreachable = SpritzClient::new(
+            spritz_sandbox::tls::http_client(),
+            base,
+            SecretString::from(SERVICE),
+        );
         assert!(
             unreachable
                 .bootstrap("c", "n")

@@ -13,4 +13,5 @@ mod process;
 mod prompt;
 mod recovery;
 mod reply;
+mod tls;
 mod traces;

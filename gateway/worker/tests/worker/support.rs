@@ -18,7 +18,7 @@ use spritz_sandbox::isolation::{self, BrokerAdmin, TestVhost};
 use spritz_sandbox::slack::{FakeSlack, SlackPost};
 use spritz_sandbox::spritz_api::FakeSpritz;
 use spritz_service::metrics::BrokerMetrics;
-use spritz_service::{Broker, BrokerSettings};
+use spritz_service::{Broker, BrokerSettings, Trust};
 use spritz_worker::config::{Services, Timing};
 use spritz_worker::{Application, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -103,6 +103,7 @@ impl World {
             },
             timing: timing(),
             lifecycle_notify: None,
+            trust: Trust::default(),
         }
     }
 
