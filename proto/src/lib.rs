@@ -6,12 +6,14 @@
 //! the two message kinds; [`properties`] builds and reads AMQP properties (message id,
 //! type, timestamp, `traceparent`, retry headers); [`topology`] names every exchange and
 //! queue and declares them; [`slack_signature`] signs and verifies Slack requests;
-//! [`mention`] removes the bot mention from a user's text.
+//! [`mention`] removes the bot mention from a user's text; [`schema`] generates the
+//! JSON Schemas of the two message kinds.
 
 pub mod lifecycle;
 pub mod mention;
 pub mod message;
 pub mod properties;
+pub mod schema;
 pub mod slack_event;
 pub mod slack_signature;
 pub mod topology;

@@ -5,11 +5,12 @@
 //! deliveries, and the backend-sync consumer forwards it to the lifecycle webhook.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::message::version;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LifecycleEvent {
     #[serde(default = "version")]
@@ -58,7 +59,7 @@ impl LifecycleEvent {
 }
 
 /// `status.phase` of a Spritz object, plus `Deleted` for an object that is gone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
     Provisioning,
     Ready,

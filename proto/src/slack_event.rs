@@ -6,13 +6,14 @@
 //! did not say) and the two uninstall events. The raw Slack payload is not forwarded.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::message::version;
 
 /// One accepted Slack event. `message_id` of the AMQP message is the Slack `event_id`,
 /// so Slack's own retries of one event share a dedupe key.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlackEvent {
     #[serde(default = "version")]
@@ -40,7 +41,7 @@ pub struct SlackEvent {
 /// for a runtime, and the agent's reply when only posting it is left (the agent is
 /// never prompted twice). The ledger in Redis stays the authority on what happened;
 /// this only saves work and carries what the ledger does not hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resume {
     /// Re-queues so far (1 on the first copy).
@@ -120,7 +121,7 @@ impl SlackEvent {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlackRetry {
     pub num: u32,
@@ -128,7 +129,7 @@ pub struct SlackRetry {
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SlackEventKind {
     /// A user wrote to the bot (`message` in a DM, `app_mention` elsewhere).
@@ -139,7 +140,7 @@ pub enum SlackEventKind {
     TokensRevoked,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UserMessageKind {
     Message,
@@ -147,7 +148,7 @@ pub enum UserMessageKind {
 }
 
 /// A user message addressed to the bot.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserMessage {
     pub event_type: UserMessageKind,
