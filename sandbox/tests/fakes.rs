@@ -602,46 +602,6 @@ async fn send_message_signs_like_slack_and_prints_the_reply_after_the_status() {
     assert!(!refused.status.success());
 }
 
-/// Throughput of whole ACP sessions (connect, initialize, load, prompt) against the
-/// fake agent. Run with `cargo test -p spritz-sandbox --release --test fakes -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "load measurement, not a check"]
-async fn the_echo_agent_sustains_many_prompts_per_second() {
-    const CLIENTS: usize = 64;
-    const PROMPTS_PER_CLIENT: usize = 100;
-    let spritz = FakeSpritz::start(SERVICE_TOKEN).await.expect("spritz");
-    let team = TeamInstall::demo("T1");
-    let mut conversations = Vec::new();
-    for client in 0..CLIENTS {
-        conversations.push(open_conversation(&spritz, &team, &format!("1.{client}")).await);
-    }
-    let started = std::time::Instant::now();
-    let mut tasks = Vec::new();
-    for conversation in conversations {
-        let spritz = spritz.clone();
-        tasks.push(tokio::spawn(async move {
-            for n in 0..PROMPTS_PER_CLIENT {
-                let mut acp = Acp::open(&spritz, &conversation).await;
-                let answer = acp
-                    .prompt(&conversation, &format!("hi {n}"))
-                    .await
-                    .expect("answered");
-                assert_eq!(reply_text(&answer.updates), format!("echo: hi {n}"));
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("client");
-    }
-    let elapsed = started.elapsed();
-    let total = CLIENTS * PROMPTS_PER_CLIENT;
-    println!(
-        "{total} sessions in {elapsed:?}: {:.0} prompts/s",
-        total as f64 / elapsed.as_secs_f64()
-    );
-    assert_eq!(spritz.prompts().len(), total);
-}
-
 #[tokio::test]
 async fn the_runtime_command_expires_and_restores_the_team_runtime_everywhere() {
     use spritz_sandbox::kubernetes::FakeKubernetes;

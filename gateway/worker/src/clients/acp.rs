@@ -1050,32 +1050,6 @@ mod tests {
         assert!(fired.await.is_err());
     }
 
-    /// A throughput figure, not a check: prompts per second through the fake runtime
-    /// (both ends in this process). `cargo test -p spritz-worker --release --lib
-    /// acp_prompt_throughput -- --ignored --nocapture`
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore = "throughput figure; run on demand"]
-    async fn acp_prompt_throughput() {
-        use futures::StreamExt as _;
-        let ready = Ready::start().await;
-        let total = 5_000;
-        let started = std::time::Instant::now();
-        futures::stream::iter(0..total)
-            .for_each_concurrent(64, |i| {
-                let ready = &ready;
-                async move {
-                    let (reply, _) = ready.prompt(&format!("m{i}")).await;
-                    assert_eq!(reply.expect("reply"), format!("echo: m{i}"));
-                }
-            })
-            .await;
-        let elapsed = started.elapsed();
-        println!(
-            "{total} ACP prompts in {elapsed:?}: {:.0} prompts/s",
-            f64::from(total) / elapsed.as_secs_f64()
-        );
-    }
-
     #[tokio::test]
     async fn a_connect_that_never_upgrades_times_out_as_undelivered() {
         let (listener, base) = silent_endpoint("spritz").await;
