@@ -114,8 +114,32 @@ impl TlsFront {
         })
     }
 
+    /// A front for the server of `url` (`http://127.0.0.1:port/...`, `redis://…`).
+    ///
+    /// # Errors
+    /// `url` names no local address and port, or no port could be bound.
+    pub async fn before(ca: &TestCa, url: &str) -> anyhow::Result<Self> {
+        let parsed = url::Url::parse(url)?;
+        let host = parsed.host_str().context("a host")?;
+        let port = parsed.port_or_known_default().context("a port")?;
+        Self::start(ca, format!("{host}:{port}").parse()?).await
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `url` reached through this front: `scheme` (`https`, `amqps`, `rediss`), the
+    /// front's port, the rest kept.
+    ///
+    /// # Panics
+    /// `url` is not a URL whose scheme can become `scheme`.
+    pub fn url(&self, url: &str, scheme: &str) -> url::Url {
+        let mut url = url::Url::parse(url).expect("a URL");
+        url.set_scheme(scheme)
+            .expect("a TLS scheme of the same kind");
+        url.set_port(Some(self.addr.port())).expect("a port");
+        url
     }
 
     /// The handshakes so far.

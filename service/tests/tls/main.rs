@@ -2,7 +2,6 @@
 //! broker whose certificates a test CA signed are reached only by clients that were
 //! given that CA. The broker is the real RabbitMQ behind a TLS front.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use spritz_sandbox::isolation::BrokerAdmin;
@@ -15,23 +14,12 @@ use spritz_service::{Broker, BrokerSettings};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
-fn socket_addr(url: &str) -> SocketAddr {
-    let url = url::Url::parse(url).expect("url");
-    format!(
-        "{}:{}",
-        url.host_str().expect("host"),
-        url.port().expect("port")
-    )
-    .parse()
-    .expect("a local socket address")
-}
-
 #[tokio::test]
 async fn an_https_server_of_a_private_ca_is_reached_only_with_that_ca_configured()
 -> anyhow::Result<()> {
     let ca = TestCa::new()?;
     let slack = FakeSlack::start().await?;
-    let front = TlsFront::start(&ca, socket_addr(&slack.base_url())).await?;
+    let front = TlsFront::before(&ca, &slack.base_url()).await?;
     let url = format!("https://127.0.0.1:{}/_sandbox/posts", front.addr().port());
 
     let platform_only = Trust::default().http_client_builder().build()?;
@@ -58,10 +46,8 @@ async fn an_amqps_broker_of_a_private_ca_is_reached_only_with_that_ca_configured
 -> anyhow::Result<()> {
     let ca = TestCa::new()?;
     let vhost = BrokerAdmin::from_env().create_vhost().await?;
-    let mut url = url::Url::parse(&vhost.amqp_url())?;
-    let front = TlsFront::start(&ca, socket_addr(url.as_str())).await?;
-    url.set_scheme("amqps").expect("amqps");
-    url.set_port(Some(front.addr().port())).expect("port");
+    let front = TlsFront::before(&ca, &vhost.amqp_url()).await?;
+    let url = front.url(&vhost.amqp_url(), "amqps");
 
     let (untrusting, _task) = Broker::start(
         BrokerSettings::new(url.to_string(), "spritz-tls-test"),
