@@ -24,8 +24,8 @@ use spritz_service::trace;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
+use crate::app_state::AppState;
 use crate::error::{Error, Result};
-use crate::routes::AppState;
 use crate::slack_payload::{Classified, Received, classify};
 
 const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";

@@ -3,7 +3,8 @@
 //! answers 200 only after the broker confirmed them; plus the OAuth install flow.
 //!
 //! Layout: [`config`] reads the environment; [`startup`] builds and runs the
-//! [`Application`]; [`routes`] wires the router; [`events`] is the events endpoint,
+//! [`Application`]; [`routes`] wires the router over the handlers' shared
+//! [`app_state`]; [`events`] is the events endpoint,
 //! deciding with [`slack_payload`] what to publish; [`oauth`] is the install flow,
 //! talking to Slack and the backend through [`install`], signing its `state` with
 //! [`oauth_state`] and answering JSON or HTML by [`accept`]; [`error`] maps every
@@ -11,6 +12,7 @@
 //! holds the gateway's instruments.
 
 pub mod accept;
+pub mod app_state;
 pub mod config;
 pub mod error;
 pub mod events;

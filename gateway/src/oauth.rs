@@ -14,9 +14,9 @@ use spritz_proto::traceparent::TraceParent;
 use tracing::Instrument as _;
 
 use crate::accept::prefers_html;
+use crate::app_state::AppState;
 use crate::error::{Error, Result};
 use crate::metrics::Route;
-use crate::routes::AppState;
 
 pub(crate) async fn install(State(state): State<AppState>) -> Response {
     let oauth_state = state.state_signer().issue(Utc::now().timestamp());

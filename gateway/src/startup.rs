@@ -13,12 +13,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::app_state::AppState;
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::install::Installer;
 use crate::metrics::GatewayMetrics;
 use crate::oauth_state::StateSigner;
-use crate::routes::{AppState, router};
+use crate::routes::router;
 
 /// A gateway with its listeners bound, ready to run.
 pub struct Application {
