@@ -1,5 +1,8 @@
 //! `spritz-notifier`: parse the environment, start logging, connect to Kubernetes,
-//! run until SIGTERM or SIGINT. Everything else lives in the library.
+//! run until SIGTERM or SIGINT. Everything else lives in the library. Exits through
+//! the same path as every role: one line on failure, 2 for configuration.
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 use spritz_notifier::Notifier;
@@ -10,7 +13,7 @@ use spritz_service::{entry_point, shutdown};
 const PROGRAM: &str = "spritz-notifier";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     clap::Command::new(PROGRAM)
         .version(env!("CARGO_PKG_VERSION"))
         .about("Announces Spritz lifecycle changes (phase changes, deletion) on RabbitMQ")
@@ -26,15 +29,18 @@ async fn main() -> anyhow::Result<()> {
             )
         }),
     );
-    let client = kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
-    let notifier = Notifier::build(config, client)
-        .await
-        .context("starting the notifier")?;
-    tracing::info!(ops = %notifier.ops_addr(), "spritz-notifier started");
-    notifier
-        .run_until_stopped(shutdown::on_signal())
-        .await
-        .context("running the notifier")?;
-    spritz_service::telemetry::shutdown();
-    Ok(())
+    let result = async {
+        let client =
+            kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
+        let notifier = Notifier::build(config, client)
+            .await
+            .context("starting the notifier")?;
+        tracing::info!(ops = %notifier.ops_addr(), "spritz-notifier started");
+        notifier
+            .run_until_stopped(shutdown::on_signal())
+            .await
+            .context("running the notifier")
+    }
+    .await;
+    entry_point::exit_code(PROGRAM, result)
 }

@@ -82,3 +82,29 @@ async fn sigterm_releases_the_lease_and_exits_zero() {
         "released"
     );
 }
+
+#[tokio::test]
+async fn a_failure_to_start_is_one_line_on_stderr_and_exit_code_1() {
+    let world = World::start().await;
+    let kubeconfig = KubeconfigFile::write(&world.fake.base_url()).expect("kubeconfig");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let output = tokio::process::Command::new(BINARY)
+        .env_clear()
+        .env("KUBECONFIG", kubeconfig.path())
+        .env("SPRITZ_AMQP_URL", world.vhost.amqp_url())
+        .env(
+            "SPRITZ_METRICS_ADDR",
+            taken.local_addr().expect("addr").to_string(),
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("spritz-notifier: starting the notifier"),
+        "{stderr}"
+    );
+}
