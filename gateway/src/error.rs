@@ -47,6 +47,8 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    #[error("the process shell could not start")]
+    Shell(#[from] spritz_service::process::ShellError),
 }
 
 impl Error {
@@ -67,7 +69,8 @@ impl Error {
             | Error::HttpClient(_)
             | Error::Bind(..)
             | Error::Metrics(_)
-            | Error::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Error::Serve(_)
+            | Error::Shell(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -1,16 +1,14 @@
-//! Building and running the ingress: [`Application::build`] binds both listeners and
-//! starts the broker supervisor; [`Application::run_until_stopped`] serves until the
-//! shutdown token fires, lets in-flight requests (and so their publishes) finish,
-//! then closes the broker connection.
+//! Building and running the ingress: [`Application::build`] starts the process shell
+//! (broker, metrics, ops listener) and binds the Slack listener;
+//! [`Application::run_until_stopped`] serves until the shutdown token fires, lets
+//! in-flight requests (and so their publishes) finish, then stops the shell.
 
 use std::net::SocketAddr;
 
 use axum::serve::ListenerExt as _;
-use prometheus::Registry;
-use spritz_service::metrics::{BrokerMetrics, register_build_info};
-use spritz_service::{Broker, BrokerSettings, OpsServer, Readiness};
+use spritz_service::process::{BoundShell, ProcessShell};
+use spritz_service::{Broker, BrokerSettings};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app_state::AppState;
@@ -25,11 +23,8 @@ use crate::routes::router;
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    ops: OpsServer,
-    ops_addr: SocketAddr,
     router: axum::Router,
-    broker: Broker,
-    supervisor: JoinHandle<()>,
+    shell: BoundShell,
 }
 
 impl Application {
@@ -40,29 +35,17 @@ impl Application {
     /// # Errors
     /// A listener cannot be bound, or the HTTP client cannot be built.
     pub async fn build(config: ServeConfig) -> Result<Self> {
-        let registry = Registry::new();
-        register_build_info(&registry, "gateway")?;
-        let broker_metrics = BrokerMetrics::register(&registry)?;
-        let metrics = GatewayMetrics::register(&registry)?;
-
         let mut settings = BrokerSettings::new(config.amqp_url.clone(), "spritz-gateway serve");
         settings.confirm_timeout = config.publish_timeout;
         settings.publisher_channels = config.publisher_channels;
         settings.trust = config.trust.clone();
-        let (broker, supervisor) = Broker::start(settings, broker_metrics);
-
-        let readiness = Readiness::new().with_check("broker", {
-            let broker = broker.clone();
-            move || broker.is_ready()
-        });
-        let ops = OpsServer::bind(config.metrics_addr.0, registry, readiness)
-            .await
-            .map_err(|e| Error::Bind(e, config.metrics_addr.0))?;
-        let ops_addr = ops.local_addr().map_err(Error::Serve)?;
+        let shell = ProcessShell::start("gateway", settings)?;
+        let metrics = GatewayMetrics::register(shell.registry())?;
+        let shell = shell.bind_ops(config.metrics_addr.0).await?;
 
         let installer = Installer::new(&config)?;
         let state = AppState::new(
-            broker.clone(),
+            shell.broker().clone(),
             metrics,
             config.signing_secret.clone(),
             config.publish_timeout,
@@ -77,11 +60,8 @@ impl Application {
         Ok(Self {
             listener,
             addr,
-            ops,
-            ops_addr,
             router,
-            broker,
-            supervisor,
+            shell,
         })
     }
 
@@ -92,11 +72,11 @@ impl Application {
 
     /// The bound `/metrics` listener.
     pub fn ops_addr(&self) -> SocketAddr {
-        self.ops_addr
+        self.shell.ops_addr()
     }
 
     pub fn broker(&self) -> &Broker {
-        &self.broker
+        self.shell.broker()
     }
 
     /// Serves until `shutdown` is cancelled: stops accepting, waits for in-flight
@@ -105,8 +85,7 @@ impl Application {
     /// # Errors
     /// The main listener failed.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
-        let ops_stop = CancellationToken::new();
-        let ops = tokio::spawn(self.ops.run(ops_stop.clone()));
+        let shell = self.shell.serve();
         // Answers are small: send them at once instead of waiting on Nagle's algorithm.
         let listener = self.listener.tap_io(|tcp| {
             if let Err(error) = tcp.set_nodelay(true) {
@@ -120,14 +99,7 @@ impl Application {
             })
             .await;
         tracing::info!("stopped accepting; in-flight requests done, closing the broker connection");
-        self.broker.close().await;
-        let _ = self.supervisor.await;
-        ops_stop.cancel();
-        match ops.await {
-            Ok(Err(error)) => tracing::warn!(%error, "operations listener failed"),
-            Err(error) => tracing::warn!(%error, "operations listener task failed"),
-            Ok(Ok(())) => {}
-        }
+        shell.stop().await;
         served.map_err(Error::Serve)
     }
 }

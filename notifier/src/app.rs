@@ -6,11 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prometheus::Registry;
-use spritz_service::metrics::{BrokerMetrics, register_build_info};
-use spritz_service::{Broker, BrokerSettings, OpsServer, Readiness};
+use spritz_service::process::{BoundShell, ProcessShell};
+use spritz_service::{Broker, BrokerSettings};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::announce::Announcer;
@@ -67,10 +66,8 @@ impl Status {
 pub struct Notifier {
     config: NotifierConfig,
     client: kube::Client,
-    broker: Broker,
-    broker_task: JoinHandle<()>,
+    shell: BoundShell,
     metrics: NotifierMetrics,
-    ops: OpsServer,
     status: Status,
 }
 
@@ -81,42 +78,34 @@ impl Notifier {
     /// # Errors
     /// The ops address cannot be bound, or a metric clashes.
     pub async fn build(config: NotifierConfig, client: kube::Client) -> Result<Self> {
-        let registry = Registry::new();
-        register_build_info(&registry, "notifier")?;
-        let broker_metrics = BrokerMetrics::register(&registry)?;
-        let metrics = NotifierMetrics::register(&registry)?;
         let mut settings = BrokerSettings::new(
             config.amqp_url.clone(),
             format!("spritz-notifier {}", config.lease.identity),
         );
         settings.max_backoff = config.broker_max_backoff;
         settings.trust = config.trust.clone();
-        let (broker, broker_task) = Broker::start(settings, broker_metrics);
+        let shell = ProcessShell::start("notifier", settings)?;
+        let metrics = NotifierMetrics::register(shell.registry())?;
         let status = Status::new();
-        let readiness = Readiness::new()
-            .with_check("broker", {
-                let broker = broker.clone();
-                move || broker.is_ready()
-            })
-            .with_check("watch", {
+        let shell = shell
+            .ready_when("watch", {
                 let status = status.clone();
                 move || !status.is_leader() || status.is_synced()
-            });
-        let ops = OpsServer::bind(config.metrics_addr, registry, readiness).await?;
+            })
+            .bind_ops(config.metrics_addr)
+            .await?;
         Ok(Self {
             config,
             client,
-            broker,
-            broker_task,
+            shell,
             metrics,
-            ops,
             status,
         })
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub fn ops_addr(&self) -> SocketAddr {
-        self.ops.local_addr().unwrap_or(self.config.metrics_addr)
+        self.shell.ops_addr()
     }
 
     pub fn status(&self) -> Status {
@@ -128,7 +117,7 @@ impl Notifier {
     }
 
     pub fn broker(&self) -> Broker {
-        self.broker.clone()
+        self.shell.broker().clone()
     }
 
     /// Runs until `shutdown`: then in-flight announcements finish (within a grace
@@ -141,17 +130,14 @@ impl Notifier {
         let Notifier {
             config,
             client,
-            broker,
-            broker_task,
+            shell,
             metrics,
-            ops,
             status,
         } = self;
-        let _broker_task = AbortOnDrop(broker_task);
-
-        let ops_stop = CancellationToken::new();
-        let mut ops_task = JoinSet::new();
-        ops_task.spawn(ops.run(ops_stop.clone()));
+        // Dropped with the run future (a test killing a replica), the shell stops the
+        // broker supervisor and the ops listener with it.
+        let shell = shell.serve();
+        let broker = shell.broker().clone();
 
         let elector_stop = CancellationToken::new();
         let mut elector_task = JoinSet::new();
@@ -189,21 +175,8 @@ impl Notifier {
         while let Some(joined) = elector_task.join_next().await {
             joined?;
         }
-        broker.close().await;
-        ops_stop.cancel();
-        while let Some(joined) = ops_task.join_next().await {
-            joined??;
-        }
+        shell.stop().await;
         tracing::info!("notifier stopped");
         Ok(())
-    }
-}
-
-/// Stops the broker supervisor when the run future is dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -9,8 +9,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("metric registration failed")]
     Metrics(#[from] prometheus::Error),
-    #[error("the operations listener failed")]
-    Ops(#[from] std::io::Error),
+    #[error("the process shell could not start")]
+    Shell(#[from] spritz_service::process::ShellError),
     #[error("a notifier task failed")]
     Task(#[from] tokio::task::JoinError),
 }
