@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use spritz_gateway::{Application, ServeConfig, config};
-use spritz_service::config::{Env, describe};
+use spritz_service::config::{Env, variables_help};
 use spritz_service::{entry_point, shutdown};
 use spritz_worker::cli::{DlqCommand, WORKER_VARIABLES};
 
@@ -22,10 +22,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Slack events endpoint and the OAuth install flow.
-    #[command(after_help = describe(config::VARIABLES))]
+    #[command(after_help = variables_help(config::VARIABLES))]
     Serve,
     /// Consume Slack events and answer them through the agent runtimes.
-    #[command(after_help = describe(WORKER_VARIABLES))]
+    #[command(after_help = variables_help(WORKER_VARIABLES))]
     Worker,
     /// Inspect and replay the parking lot.
     #[command(subcommand)]

@@ -17,7 +17,7 @@ use spritz_service::{Broker, PublishError};
 
 use crate::metrics::{EventOutcome, NotifierMetrics};
 use crate::spritz::{Key, NOTIFIED_PHASE_ANNOTATION, Spritz};
-use crate::tracker::{Change, Outcome, Work};
+use crate::tracker::{Change, Work, WorkResult};
 
 /// Publishes and annotates; cheap to clone into every task.
 #[derive(Clone)]
@@ -38,7 +38,7 @@ impl Announcer {
 
     /// Does `work` for the object `key` and reports how it ended; every failure is
     /// logged and counted here.
-    pub async fn run(&self, key: &Key, work: &Work) -> Outcome {
+    pub async fn run(&self, key: &Key, work: &Work) -> WorkResult {
         match work {
             Work::Announce { change, record } => {
                 if let Err(error) = self.publish(key, change).await {
@@ -49,7 +49,7 @@ impl Announcer {
                         phase = %change.phase, reason = error.reason(), error = %error,
                         "lifecycle event not published; will retry"
                     );
-                    return Outcome::PublishFailed;
+                    return WorkResult::PublishFailed;
                 }
                 self.metrics
                     .count_event(change.phase, EventOutcome::Published);
@@ -61,15 +61,15 @@ impl Announcer {
                     phase = %change.phase, previous_phase = ?change.previous, "lifecycle event published"
                 );
                 if *record && !self.record(key, change.phase).await {
-                    return Outcome::NotRecorded;
+                    return WorkResult::NotRecorded;
                 }
-                Outcome::Done
+                WorkResult::Done
             }
             Work::Record { phase } => {
                 if self.record(key, *phase).await {
-                    Outcome::Done
+                    WorkResult::Done
                 } else {
-                    Outcome::NotRecorded
+                    WorkResult::NotRecorded
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! The notifier's one error type. Only start-up and the run loop's own plumbing return
 //! it: failures of a single publish or patch are outcomes of that object's work
-//! ([`crate::announce::Outcome`]), counted and retried, never errors that stop the process.
+//! ([`crate::tracker::WorkResult`]), counted and retried, never errors that stop the process.
 
 /// Why the notifier could not start or had to stop.
 #[derive(Debug, thiserror::Error)]

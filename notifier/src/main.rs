@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use spritz_notifier::Notifier;
 use spritz_notifier::config::{NotifierConfig, VARIABLES};
-use spritz_service::config::{ConfigError, Env, describe, exit_on_error};
+use spritz_service::config::{ConfigError, Env, exit_on_error, variables_help};
 use spritz_service::{entry_point, shutdown};
 
 const PROGRAM: &str = "spritz-notifier";
@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
     clap::Command::new(PROGRAM)
         .version(env!("CARGO_PKG_VERSION"))
         .about("Announces Spritz lifecycle changes (phase changes, deletion) on RabbitMQ")
-        .after_help(describe(VARIABLES))
+        .after_help(variables_help(VARIABLES))
         .get_matches();
     let config = entry_point::start(PROGRAM, NotifierConfig::from_env(&Env::process()));
     let kube_config = exit_on_error(

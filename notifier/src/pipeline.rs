@@ -25,7 +25,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use crate::announce::Announcer;
 use crate::metrics::NotifierMetrics;
 use crate::spritz::Key;
-use crate::tracker::{Backoff, Next, Outcome, Tracker, Work};
+use crate::tracker::{Backoff, Next, Tracker, Work, WorkResult};
 use crate::watch::Observation;
 
 /// How hard the pipeline pushes.
@@ -69,7 +69,7 @@ struct Loop<'a> {
     tracker: Tracker,
     ready: VecDeque<Key>,
     queued: HashSet<Key>,
-    jobs: JoinSet<(Key, Work, Outcome)>,
+    jobs: JoinSet<(Key, Work, WorkResult)>,
     running: HashMap<Id, Key>,
     retries: DelayQueue<Key>,
     timers: HashMap<Key, delay_queue::Key>,
@@ -205,7 +205,7 @@ impl Loop<'_> {
         }
     }
 
-    fn finished(&mut self, joined: Result<(Id, (Key, Work, Outcome)), tokio::task::JoinError>) {
+    fn finished(&mut self, joined: Result<(Id, (Key, Work, WorkResult)), tokio::task::JoinError>) {
         let (key, work, outcome) = match joined {
             Ok((id, result)) => {
                 self.running.remove(&id);

@@ -52,7 +52,7 @@ pub enum Work {
 
 /// How a piece of [`Work`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum WorkResult {
     /// Published (and recorded, when asked).
     Done,
     /// Published, but the annotation patch failed (or, for [`Work::Record`], failed).
@@ -288,13 +288,19 @@ impl Tracker {
     }
 
     /// Records how `work` ended and says what comes next for the object.
-    pub fn finish(&mut self, key: &Key, work: &Work, outcome: Outcome, backoff: &Backoff) -> Next {
+    pub fn finish(
+        &mut self,
+        key: &Key,
+        work: &Work,
+        outcome: WorkResult,
+        backoff: &Backoff,
+    ) -> Next {
         let Some(tracked) = self.objects.get_mut(key) else {
             return Next::Idle;
         };
         tracked.busy = false;
         match (work, outcome) {
-            (_, Outcome::PublishFailed) => {
+            (_, WorkResult::PublishFailed) => {
                 tracked.failures += 1;
                 tracked.waiting = true;
                 return Next::RetryAfter(backoff.delay(tracked.failures));
@@ -303,24 +309,24 @@ impl Tracker {
                 tracked.pending.pop_front();
                 if change.uid == tracked.uid {
                     tracked.announced = Some(change.phase);
-                    tracked.recorded = !*record || outcome == Outcome::Done;
+                    tracked.recorded = !*record || outcome == WorkResult::Done;
                     if !tracked.recorded {
                         tracked.record_attempts = 1;
                     }
                 }
-                if outcome == Outcome::Done {
+                if outcome == WorkResult::Done {
                     tracked.failures = 0;
                 } else {
                     tracked.failures += 1;
                 }
             }
-            (Work::Record { phase }, Outcome::Done) => {
+            (Work::Record { phase }, WorkResult::Done) => {
                 if tracked.announced == Some(*phase) {
                     tracked.recorded = true;
                 }
                 tracked.failures = 0;
             }
-            (Work::Record { .. }, Outcome::NotRecorded) => {
+            (Work::Record { .. }, WorkResult::NotRecorded) => {
                 tracked.record_attempts += 1;
                 tracked.failures += 1;
             }
@@ -408,7 +414,7 @@ mod tests {
             record: true,
         };
         assert_eq!(
-            tracker.finish(&key, &work, Outcome::Done, &BACKOFF),
+            tracker.finish(&key, &work, WorkResult::Done, &BACKOFF),
             Next::Run
         );
         let second = announce(&mut tracker, &key);
@@ -421,7 +427,7 @@ mod tests {
             record: true,
         };
         assert_eq!(
-            tracker.finish(&key, &work, Outcome::Done, &BACKOFF),
+            tracker.finish(&key, &work, WorkResult::Done, &BACKOFF),
             Next::Idle
         );
         // Our own annotation patch comes back through the watch: nothing to do.
@@ -438,7 +444,8 @@ mod tests {
             change: change.clone(),
             record: true,
         };
-        let Next::RetryAfter(delay) = tracker.finish(&key, &work, Outcome::PublishFailed, &BACKOFF)
+        let Next::RetryAfter(delay) =
+            tracker.finish(&key, &work, WorkResult::PublishFailed, &BACKOFF)
         else {
             panic!("expected a retry");
         };
@@ -458,7 +465,7 @@ mod tests {
             record: true,
         };
         assert!(matches!(
-            tracker.finish(&key, &work, Outcome::NotRecorded, &BACKOFF),
+            tracker.finish(&key, &work, WorkResult::NotRecorded, &BACKOFF),
             Next::RetryAfter(_)
         ));
         assert!(tracker.retry_due(&key));
@@ -474,7 +481,7 @@ mod tests {
                 &Work::Record {
                     phase: Phase::Ready
                 },
-                Outcome::Done,
+                WorkResult::Done,
                 &BACKOFF
             ),
             Next::Idle
@@ -496,7 +503,7 @@ mod tests {
         );
         let work = Work::Announce { change, record };
         assert_eq!(
-            tracker.finish(&key, &work, Outcome::Done, &BACKOFF),
+            tracker.finish(&key, &work, WorkResult::Done, &BACKOFF),
             Next::Idle
         );
         assert!(tracker.is_empty());
@@ -535,7 +542,7 @@ mod tests {
             record: false,
         };
         assert_eq!(
-            tracker.finish(&key, &work, Outcome::Done, &BACKOFF),
+            tracker.finish(&key, &work, WorkResult::Done, &BACKOFF),
             Next::Run
         );
         let Some(Work::Announce {

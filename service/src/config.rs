@@ -469,7 +469,7 @@ pub struct Variable {
 }
 
 /// Renders variables as an aligned list for `--help`.
-pub fn describe(variables: &[Variable]) -> String {
+pub fn variables_help(variables: &[Variable]) -> String {
     let width = variables.iter().map(|v| v.name.len()).max().unwrap_or(0);
     let mut out = String::from("Environment:\n");
     for variable in variables {

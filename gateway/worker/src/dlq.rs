@@ -223,7 +223,7 @@ async fn take_all(channel: &lapin::Channel) -> Result<Vec<Held>> {
     loop {
         let wait = if held.len() < count { IDLE } else { QUIET };
         match tokio::time::timeout(wait, consumer.next()).await {
-            Ok(Some(Ok(delivery))) => held.push(describe(delivery)),
+            Ok(Some(Ok(delivery))) => held.push(to_held(delivery)),
             Ok(Some(Err(error))) => return Err(error.into()),
             Ok(None) | Err(_) => break,
         }
@@ -231,7 +231,7 @@ async fn take_all(channel: &lapin::Channel) -> Result<Vec<Held>> {
     Ok(held)
 }
 
-fn describe(delivery: lapin::message::Delivery) -> Held {
+fn to_held(delivery: lapin::message::Delivery) -> Held {
     let props = &delivery.properties;
     let death = first_death(props);
     let reason = properties::header_str(props, properties::PARK_REASON)

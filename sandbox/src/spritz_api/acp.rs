@@ -57,7 +57,7 @@ enum Flow {
 /// A JSON-RPC message from the client, in the schema's envelopes.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Incoming {
+enum ClientMessage {
     Request(Request<Value>),
     Response(Response<Value>),
     Notification(Notification<Value>),
@@ -97,9 +97,9 @@ pub(super) async fn serve(mut socket: WebSocket, state: Shared, conversation: Co
 
 /// A client message as JSON and as a JSON-RPC message; the error to answer when it is
 /// not JSON (-32700) or not JSON-RPC 2.0 (-32600).
-fn parse(text: &str) -> Result<(Value, Incoming), RpcError> {
+fn parse(text: &str) -> Result<(Value, ClientMessage), RpcError> {
     let value: Value = serde_json::from_str(text).map_err(|_| RpcError::parse_error())?;
-    let message = serde_json::from_value::<JsonRpcMessage<Incoming>>(value.clone())
+    let message = serde_json::from_value::<JsonRpcMessage<ClientMessage>>(value.clone())
         .map_err(|_| RpcError::invalid_request())?;
     Ok((value, message.into_inner()))
 }
@@ -113,16 +113,16 @@ struct Session {
 }
 
 impl Session {
-    async fn handle(&mut self, socket: &mut WebSocket, message: Incoming) -> Flow {
+    async fn handle(&mut self, socket: &mut WebSocket, message: ClientMessage) -> Flow {
         let request = match message {
-            Incoming::Request(request) => request,
-            Incoming::Notification(notification) => {
+            ClientMessage::Request(request) => request,
+            ClientMessage::Notification(notification) => {
                 // `session/cancel` outside a prompt has nothing to stop; still recorded.
                 record_cancel(&self.state, &notification);
                 return Flow::Continue;
             }
             // Stray responses need no answer.
-            Incoming::Response(_) => return Flow::Continue,
+            ClientMessage::Response(_) => return Flow::Continue,
         };
         let id = request.id;
         let params = request.params.unwrap_or(Value::Null);
@@ -319,14 +319,14 @@ impl Session {
                 continue;
             };
             let answered = match &message {
-                Incoming::Response(Response::Result { id, .. } | Response::Error { id, .. }) => {
-                    *id == request_id
-                }
-                Incoming::Notification(notification) => {
+                ClientMessage::Response(
+                    Response::Result { id, .. } | Response::Error { id, .. },
+                ) => *id == request_id,
+                ClientMessage::Notification(notification) => {
                     record_cancel(&self.state, notification);
                     false
                 }
-                Incoming::Request(_) => false,
+                ClientMessage::Request(_) => false,
             };
             if answered {
                 self.state
@@ -466,7 +466,7 @@ async fn interrupted(socket: &mut WebSocket, state: &Shared) -> Interruption {
         match socket.recv().await {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Interruption::Gone,
             Some(Ok(Message::Text(text))) => {
-                if let Ok((_, Incoming::Notification(notification))) = parse(text.as_str())
+                if let Ok((_, ClientMessage::Notification(notification))) = parse(text.as_str())
                     && record_cancel(state, &notification)
                 {
                     return Interruption::Cancelled;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use spritz_proto::{LifecycleEvent, Phase};
 use url::Url;
 
-use crate::clients::http::describe;
+use crate::clients::http::transport_reason;
 use crate::message_trace;
 
 /// Posts lifecycle events to the backend. Its client carries the webhook timeout.
@@ -46,7 +46,7 @@ impl Webhook {
         let response = message_trace::carry(request)
             .send()
             .await
-            .map_err(describe)?;
+            .map_err(transport_reason)?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -361,7 +361,7 @@ struct Rpc {
 /// once the method (or, for a response, the request) says which type it is.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Incoming {
+enum AgentMessage {
     Request(Request<Value>),
     Response(Response<Value>),
     Notification(Notification<Value>),
@@ -537,7 +537,7 @@ impl Rpc {
 
     /// The next data message; pings are answered by the websocket layer. Cancel-safe:
     /// dropping it at a deadline loses no message.
-    async fn receive(&mut self) -> Result<Incoming, String> {
+    async fn receive(&mut self) -> Result<AgentMessage, String> {
         loop {
             let frame = match self.socket.next().await {
                 None => return Err("the connection closed".to_owned()),
@@ -546,9 +546,11 @@ impl Rpc {
             };
             let parsed = match &frame {
                 Message::Text(text) => {
-                    serde_json::from_str::<JsonRpcMessage<Incoming>>(text.as_str())
+                    serde_json::from_str::<JsonRpcMessage<AgentMessage>>(text.as_str())
                 }
-                Message::Binary(bytes) => serde_json::from_slice::<JsonRpcMessage<Incoming>>(bytes),
+                Message::Binary(bytes) => {
+                    serde_json::from_slice::<JsonRpcMessage<AgentMessage>>(bytes)
+                }
                 Message::Close(_) => return Err("the agent closed the connection".to_owned()),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             };
@@ -559,9 +561,13 @@ impl Rpc {
     }
 
     /// Classifies a message and answers the agent's requests.
-    async fn handle(&mut self, message: Incoming, waiting_for: &RequestId) -> Result<Step, String> {
+    async fn handle(
+        &mut self,
+        message: AgentMessage,
+        waiting_for: &RequestId,
+    ) -> Result<Step, String> {
         match message {
-            Incoming::Request(request) => {
+            AgentMessage::Request(request) => {
                 // No interactive approvals; no other client capability was offered.
                 let error = if &*request.method == CLIENT_METHOD_NAMES.session_request_permission {
                     let params = request.params.unwrap_or(Value::Null);
@@ -579,20 +585,20 @@ impl Rpc {
                     .await?;
                 Ok(Step::Other)
             }
-            Incoming::Notification(notification) => {
+            AgentMessage::Notification(notification) => {
                 if &*notification.method != CLIENT_METHOD_NAMES.session_update {
                     return Ok(Step::Other);
                 }
                 let params = notification.params.unwrap_or(Value::Null);
                 Ok(chunk_text(params, &self.session_id)?.map_or(Step::Other, Step::Chunk))
             }
-            Incoming::Response(Response::Result { id, result }) if id == *waiting_for => {
+            AgentMessage::Response(Response::Result { id, result }) if id == *waiting_for => {
                 Ok(Step::Response(Ok(result)))
             }
-            Incoming::Response(Response::Error { id, error }) if id == *waiting_for => {
+            AgentMessage::Response(Response::Error { id, error }) if id == *waiting_for => {
                 Ok(Step::Response(Err(error)))
             }
-            Incoming::Response(_) => Ok(Step::Other),
+            AgentMessage::Response(_) => Ok(Step::Other),
         }
     }
 

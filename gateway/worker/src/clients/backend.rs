@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
-use super::http::{describe, is_transient_status, join};
+use super::http::{is_transient_status, join, transport_reason};
 use crate::message_trace;
 
 const PROVIDER: &str = "slack";
@@ -142,12 +142,12 @@ impl BackendClient {
         let response = message_trace::carry(request)
             .send()
             .await
-            .map_err(|e| BackendError::Transient(format!("exchange {}", describe(e))))?;
+            .map_err(|e| BackendError::Transient(format!("exchange {}", transport_reason(e))))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| BackendError::Transient(format!("exchange {}", describe(e))))?;
+            .map_err(|e| BackendError::Transient(format!("exchange {}", transport_reason(e))))?;
         interpret_exchange(status, &bytes)
     }
 
@@ -173,7 +173,7 @@ impl BackendClient {
         let response = message_trace::carry(request)
             .send()
             .await
-            .map_err(|e| BackendError::Transient(format!("disconnect {}", describe(e))))?;
+            .map_err(|e| BackendError::Transient(format!("disconnect {}", transport_reason(e))))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

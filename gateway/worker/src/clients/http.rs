@@ -43,7 +43,7 @@ pub fn join(base: &Url, segments: &[&str]) -> Url {
 }
 
 /// A transport error as a short reason: its kind and cause chain, without the URL.
-pub(crate) fn describe(error: reqwest::Error) -> String {
+pub(crate) fn transport_reason(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {

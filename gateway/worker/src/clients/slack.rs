@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::http::{describe, join};
+use super::http::{join, transport_reason};
 
 /// The wait when a 429 carries no readable `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -94,7 +94,7 @@ impl SlackClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| SlackError::Transient(describe(e)))?;
+            .map_err(|e| SlackError::Transient(transport_reason(e)))?;
         let status = response.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             let retry_after = response
@@ -117,7 +117,7 @@ impl SlackClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| SlackError::Transient(describe(e)))?;
+            .map_err(|e| SlackError::Transient(transport_reason(e)))?;
         let answer: PostAnswer = serde_json::from_slice(&bytes).map_err(|_| {
             SlackError::Transient("chat.postMessage answered an unreadable body".to_owned())
         })?;

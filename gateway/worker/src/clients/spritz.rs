@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::backend::ChannelSession;
-use super::http::{describe, is_transient_status, join, says_spritz_not_found};
+use super::http::{is_transient_status, join, says_spritz_not_found, transport_reason};
 use crate::message_trace;
 
 /// The working directory a conversation gets when the API names none.
@@ -166,12 +166,12 @@ async fn send<T: serde::de::DeserializeOwned>(
     let response = message_trace::carry(request)
         .send()
         .await
-        .map_err(|e| SpritzError::Transient(format!("{call_name} {}", describe(e))))?;
+        .map_err(|e| SpritzError::Transient(format!("{call_name} {}", transport_reason(e))))?;
     let status = response.status();
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| SpritzError::Transient(format!("{call_name} {}", describe(e))))?;
+        .map_err(|e| SpritzError::Transient(format!("{call_name} {}", transport_reason(e))))?;
     let code = status.as_u16();
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|_| {
