@@ -8,7 +8,7 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use super::message::STAGE_TERMINAL;
-use super::reply::Posted;
+use super::reply::{MAX_REPLY_ATTEMPTS, Posted};
 use super::{Held, Pipeline, Turn, until};
 use crate::ledger::StatusPurpose;
 use crate::outcome::{Outcome, RetryStage};
@@ -111,10 +111,19 @@ impl Pipeline {
             .await
         {
             Posted::Now(_) | Posted::Before => Outcome::FailedTerminal,
-            Posted::Failed(after) => turn.retry(RetryStage::Reply, after, |resume| {
-                resume.stage = STAGE_TERMINAL.to_owned();
-                resume.reply_attempts += 1;
-            }),
+            Posted::Failed(after) => {
+                let attempts = turn.resume.reply_attempts + 1;
+                if attempts >= MAX_REPLY_ATTEMPTS {
+                    tracing::error!(attempts, "terminal failure message could not be posted; parking");
+                    return Outcome::ParkingLot {
+                        reason: "reply_exhausted",
+                    };
+                }
+                turn.retry(RetryStage::Reply, after, |resume| {
+                    resume.stage = STAGE_TERMINAL.to_owned();
+                    resume.reply_attempts = attempts;
+                })
+            }
             Posted::LedgerDown => turn.retry(
                 RetryStage::Ledger,
                 self.timing.session_retry_interval,

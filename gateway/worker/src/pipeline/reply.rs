@@ -19,7 +19,7 @@ pub(super) const INTERNAL_ERROR_TEXT: &str =
     "I hit an internal error while processing that request.";
 
 /// Reply posts tried before the message is parked (with the reply on it).
-const MAX_REPLY_ATTEMPTS: u32 = 10;
+pub(super) const MAX_REPLY_ATTEMPTS: u32 = 10;
 
 /// What [`Pipeline::post_once`] did.
 pub(super) enum Posted {

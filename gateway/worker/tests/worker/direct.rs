@@ -155,3 +155,47 @@ async fn a_delivery_whose_claim_is_lost_mid_prompt_is_handed_back() {
     world.spritz.release_prompts();
     world.finish().await;
 }
+
+#[tokio::test]
+async fn a_terminal_failure_message_that_cannot_be_posted_is_parked_after_the_reply_attempts() {
+    let mut world = World::new().await;
+    let app = Application::build(world.config()).await.expect("app");
+    let pipeline = app.pipeline();
+    isolation::eventually(WAIT, || async {
+        pipeline.ledger().is_connected().then_some(())
+    })
+    .await
+    .expect("redis");
+    // Past its deadline, with only the terminal failure message left to post and one
+    // post short of the reply-attempt limit (as an older worker wrote the copy).
+    let mut event = world.channel_message("too late");
+    event.received_at = chrono::Utc::now() - chrono::Duration::seconds(60);
+    event.resume = Some(
+        serde_json::from_value(serde_json::json!({
+            "attempt": 40,
+            "stage": "terminal-failure",
+            "recovering": true,
+            "replyAttempts": 9,
+        }))
+        .expect("resume"),
+    );
+    world.slack.fail_next_posts(1, "internal_error");
+
+    let outcome = pipeline
+        .process(&incoming(
+            &event.event_id,
+            serde_json::to_vec(&event).expect("json"),
+        ))
+        .await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::ParkingLot {
+                reason: "reply_exhausted"
+            }
+        ),
+        "the terminal failure message has the reply's attempt limit: {outcome:?}"
+    );
+    assert_eq!(world.slack.post_attempts(), 1);
+    world.finish().await;
+}
