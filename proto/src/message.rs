@@ -53,11 +53,7 @@ pub enum DecodeError {
 impl DecodeError {
     /// A short, fixed reason for headers and metric labels.
     pub fn reason(&self) -> &'static str {
-        match self {
-            DecodeError::Malformed(_) => "malformed",
-            DecodeError::UnknownVersion(_) => "unknown_version",
-            DecodeError::MissingVersion => "missing_version",
-        }
+        crate::ParkReason::from(self).as_str()
     }
 }
 

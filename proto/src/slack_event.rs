@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::message::version;
+use crate::resume::Resume;
 
 /// One accepted Slack event. `message_id` of the AMQP message is the Slack `event_id`,
 /// so Slack's own retries of one event share a dedupe key.
@@ -34,62 +35,6 @@ pub struct SlackEvent {
     /// on what the gateway publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
-}
-
-/// Worker retry state carried on a re-queued copy, so the next attempt continues
-/// instead of starting over: how many times the message went round, whether it waited
-/// for a runtime, and the agent's reply when only posting it is left (the agent is
-/// never prompted twice). The ledger in Redis stays the authority on what happened;
-/// this only saves work and carries what the ledger does not hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Resume {
-    /// Re-queues so far (1 on the first copy).
-    pub attempt: u32,
-    /// The stage that asked for the retry (`session`, `conversation_busy`, `reply`, …).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub stage: String,
-    /// The delivery waited for a runtime at least once (counted `recovered` on reply).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub recovering: bool,
-    /// A status message is visible in the conversation.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub status_posted: bool,
-    /// The agent's reply, when the prompt is done and only the post is left.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply_text: Option<String>,
-    /// Reply posts tried so far.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub reply_attempts: u32,
-    /// The Spritz conversation's name once the API gave it, so a reply posted by a
-    /// later attempt can still add its alias.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conversation: Option<String>,
-    /// `attempt` when the message was last replayed from the parking lot: the attempt
-    /// limit counts from here, while `attempt` itself only grows (a wake-up's
-    /// supersede generation compares against it).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub attempt_base: u32,
-}
-
-impl Resume {
-    /// Re-queues counted against the attempt limit: those since the last replay.
-    pub fn attempts_counted(&self) -> u32 {
-        self.attempt.saturating_sub(self.attempt_base)
-    }
-
-    /// What a replay from the parking lot makes of this state: the attempt limit and
-    /// the reply posts count afresh, everything learnt (a reply, a visible status
-    /// message, the conversation) is kept.
-    pub fn replayed(mut self) -> Self {
-        self.attempt_base = self.attempt;
-        self.reply_attempts = 0;
-        self
-    }
-}
-
-fn is_zero(value: &u32) -> bool {
-    *value == 0
 }
 
 impl SlackEvent {
@@ -275,22 +220,6 @@ mod tests {
     }
 
     #[test]
-    fn a_replay_counts_attempts_afresh_but_keeps_the_generation() {
-        let resume = Resume {
-            attempt: 300,
-            reply_attempts: 9,
-            reply_text: Some("hi".into()),
-            ..Resume::default()
-        };
-        assert_eq!(resume.attempts_counted(), 300);
-        let replayed = resume.replayed();
-        assert_eq!(replayed.attempt, 300);
-        assert_eq!(replayed.attempts_counted(), 0);
-        assert_eq!(replayed.reply_attempts, 0);
-        assert_eq!(replayed.reply_text.as_deref(), Some("hi"));
-    }
-
-    #[test]
     fn explicit_channel_type_wins_over_the_id_prefix() {
         assert!(!is_direct_message(Some("channel"), "D1"));
         assert!(is_direct_message(Some(""), "D1"));
@@ -309,11 +238,9 @@ mod tests {
             num: 1,
             reason: Some("http_timeout".into()),
         });
-        event.resume = Some(Resume {
-            attempt: 2,
-            reply_text: Some("hi".into()),
-            ..Resume::default()
-        });
+        let mut resume = crate::Resume::default().next(crate::RetryStage::Reply);
+        resume.pending = Some(crate::Pending::Reply("hi".into()));
+        event.resume = Some(resume);
         let body = serde_json::to_vec(&event).expect("serialise");
         let back: SlackEvent = crate::decode(&body).expect("decode");
         assert_eq!(back, event);

@@ -83,7 +83,7 @@ impl Settler {
             }
             Outcome::ParkingLot { reason } => match self
                 .requeue
-                .park(&incoming.body, &incoming.properties, reason)
+                .park(&incoming.body, &incoming.properties, *reason)
                 .await
             {
                 Ok(()) => ack(acker).await,

@@ -244,16 +244,11 @@ fn to_held(delivery: lapin::message::Delivery) -> Held {
         .or_else(|| death.as_ref().and_then(|d| d.routing_key.clone()))
         .unwrap_or_else(|| topology::WORK_ROUTING_KEY.into());
     let event: Option<SlackEvent> = spritz_proto::decode(&delivery.data).ok();
-    let attempts = properties::header_i64(props, properties::ATTEMPT)
-        .filter(|a| *a > 0)
-        .or_else(|| {
-            event
-                .as_ref()
-                .and_then(|e| e.resume.as_ref())
-                .map(|r| i64::from(r.attempts_counted()))
-        })
-        .unwrap_or(0)
-        .max(death.as_ref().map_or(0, |d| d.count));
+    let attempts = attempts_shown(
+        event.as_ref(),
+        properties::header_i64(props, properties::ATTEMPT),
+        death.as_ref().map_or(0, |d| d.count),
+    );
     let parked_at = properties::header_i64(props, properties::PARKED_AT)
         .or_else(|| props.timestamp().and_then(|t| i64::try_from(t).ok()));
     let age_secs = parked_at.map_or(-1, |at| chrono::Utc::now().timestamp() - at);
@@ -276,6 +271,22 @@ fn to_held(delivery: lapin::message::Delivery) -> Held {
         properties: delivery.properties,
         acker: delivery.acker,
     }
+}
+
+/// The attempts `dlq list` shows: a Slack event's own count since its last replay
+/// ([`spritz_proto::Resume::attempts_counted`], the one the worker's limit reads), else
+/// the header of a header-counted message (backend sync); at least the broker's own
+/// dead-letter count. The `x-spritz-attempt` header of a Slack event parked by an
+/// older release is not read: it held the attempt without the replay base.
+fn attempts_shown(event: Option<&SlackEvent>, header: Option<i64>, death_count: i64) -> i64 {
+    let counted = match event {
+        Some(event) => event
+            .resume
+            .as_ref()
+            .map_or(0, |r| i64::from(r.attempts_counted())),
+        None => header.unwrap_or(0),
+    };
+    counted.max(death_count)
 }
 
 struct Death {
@@ -358,6 +369,42 @@ fn replay_envelope(original: &BasicProperties) -> Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slack_event_shows_the_attempts_its_limit_counts_not_a_header_copy() {
+        let mut event = SlackEvent::new(
+            chrono::Utc::now(),
+            "Ev1".into(),
+            "T1".into(),
+            spritz_proto::SlackEventKind::AppUninstalled,
+        );
+        let mut resume = spritz_proto::Resume::default();
+        for _ in 0..300 {
+            resume = resume.next(spritz_proto::RetryStage::Session);
+        }
+        resume = resume.replayed();
+        for _ in 0..4 {
+            resume = resume.next(spritz_proto::RetryStage::Session);
+        }
+        event.resume = Some(resume);
+        assert_eq!(
+            attempts_shown(Some(&event), Some(304), 0),
+            4,
+            "an older release's header held the generation, not the count"
+        );
+        event.resume = None;
+        assert_eq!(attempts_shown(Some(&event), Some(3), 0), 0);
+        assert_eq!(
+            attempts_shown(None, Some(3), 0),
+            3,
+            "backend sync counts in the header"
+        );
+        assert_eq!(
+            attempts_shown(None, None, 20),
+            20,
+            "the broker's delivery limit"
+        );
+    }
 
     #[test]
     fn the_table_shows_ids_reasons_attempts_age_team_and_channel_only() {

@@ -21,6 +21,43 @@ pub const OUTCOMES: &[&str] = &[
     "dropped_app_mismatch",
 ];
 
+/// An external call, as the `stage` label of `spritz_worker_stage_seconds` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// The backend's channel-session exchange.
+    Exchange,
+    /// A Spritz conversation upsert (the turn's, or the reply alias).
+    Upsert,
+    /// The ACP bootstrap of a conversation.
+    Bootstrap,
+    /// The ACP prompt, from connect to the end of the turn.
+    Prompt,
+    /// The reply's `chat.postMessage`.
+    Reply,
+}
+
+impl Call {
+    /// Every call, so the label set is derived and cannot miss one.
+    pub const ALL: [Call; 5] = [
+        Call::Exchange,
+        Call::Upsert,
+        Call::Bootstrap,
+        Call::Prompt,
+        Call::Reply,
+    ];
+
+    /// The label value (dashboards and docs/metrics.md use these).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Call::Exchange => "exchange",
+            Call::Upsert => "upsert",
+            Call::Bootstrap => "bootstrap",
+            Call::Prompt => "prompt",
+            Call::Reply => "reply",
+        }
+    }
+}
+
 /// Worker metrics; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct WorkerMetrics {
@@ -109,8 +146,8 @@ impl WorkerMetrics {
         for outcome in OUTCOMES {
             deliveries.with_label_values(&[*outcome]);
         }
-        for stage in ["exchange", "upsert", "bootstrap", "prompt", "reply"] {
-            stage_seconds.with_label_values(&[stage]);
+        for call in Call::ALL {
+            stage_seconds.with_label_values(&[call.as_str()]);
         }
         for purpose in ["runtime-recovery", "terminal-failure", "internal-error"] {
             status_messages.with_label_values(&[purpose]);
@@ -118,14 +155,8 @@ impl WorkerMetrics {
         for result in ["hit", "miss", "invalidated"] {
             session_cache.with_label_values(&[result]);
         }
-        for stage in [
-            "session",
-            "conversation_busy",
-            "reply",
-            "disconnect",
-            "ledger",
-        ] {
-            retries.with_label_values(&[stage]);
+        for stage in spritz_proto::RetryStage::ALL {
+            retries.with_label_values(&[stage.as_str()]);
         }
         for phase in spritz_proto::Phase::ALL {
             lifecycle_events.with_label_values(&[phase.as_str(), crate::lifecycle::action(phase)]);
@@ -160,7 +191,41 @@ impl WorkerMetrics {
     }
 
     /// Times one call to an external service.
-    pub fn stage(&self, stage: &'static str) -> prometheus::HistogramTimer {
-        self.stage_seconds.with_label_values(&[stage]).start_timer()
+    pub fn stage(&self, call: Call) -> prometheus::HistogramTimer {
+        self.stage_seconds
+            .with_label_values(&[call.as_str()])
+            .start_timer()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spritz_proto::RetryStage;
+
+    use super::*;
+
+    const DOC: &str = include_str!("../../../docs/metrics.md");
+
+    /// The label values docs/metrics.md lists for `metric`, in its table row.
+    fn documented(metric: &str) -> Vec<String> {
+        let row = DOC
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{metric}`")))
+            .unwrap_or_else(|| panic!("{metric} is documented"));
+        let labels = row.split('|').nth(3).expect("a labels column");
+        labels
+            .split('`')
+            .skip(3)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_stage_label_sets_are_the_documented_ones() {
+        let retries: Vec<&str> = RetryStage::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(documented("spritz_worker_retries_total"), retries);
+        let calls: Vec<&str> = Call::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented("spritz_worker_stage_seconds"), calls);
     }
 }

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use spritz_proto::SlackEvent;
+pub use spritz_proto::RetryStage;
+use spritz_proto::{ParkReason, SlackEvent};
 
 /// A message taken off the work queue.
 #[derive(Clone, Debug)]
@@ -22,33 +23,6 @@ impl Incoming {
             body,
             properties,
             redelivered: false,
-        }
-    }
-}
-
-/// Why a delivery waits in a delay tier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryStage {
-    /// No runtime yet (unavailable, transient backend error, vanished runtime).
-    Session,
-    /// Another delivery is prompting the same conversation.
-    ConversationBusy,
-    /// The reply (or a failure message) could not be posted.
-    Reply,
-    /// The backend disconnect of an uninstall failed.
-    Disconnect,
-    /// Redis was unreachable, or another worker holds the claim.
-    Ledger,
-}
-
-impl RetryStage {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RetryStage::Session => "session",
-            RetryStage::ConversationBusy => "conversation_busy",
-            RetryStage::Reply => "reply",
-            RetryStage::Disconnect => "disconnect",
-            RetryStage::Ledger => "ledger",
         }
     }
 }
@@ -85,7 +59,7 @@ pub enum Outcome {
         event: Box<SlackEvent>,
     },
     /// Publish the message to the parking lot with `reason`, then ack.
-    ParkingLot { reason: &'static str },
+    ParkingLot { reason: ParkReason },
     /// Give the message back to the broker unchanged (nack with requeue): shutdown.
     HandBack,
 }
@@ -135,7 +109,7 @@ mod tests {
                 event,
             },
             Outcome::ParkingLot {
-                reason: "malformed",
+                reason: ParkReason::Malformed,
             },
         ];
         for outcome in outcomes {

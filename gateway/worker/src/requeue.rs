@@ -1,6 +1,11 @@
 //! Copies a delivery hands to the broker before it is acked: the retry copy for a delay
 //! tier (or straight back to the work queue), and the parking-lot copy. Both are
 //! confirmed publishes; the original is acked only after the copy is confirmed.
+//!
+//! A copy's attempts live in its body ([`spritz_proto::Resume`]) and nowhere else: the
+//! `x-spritz-attempt` header that releases before wrote beside it is dropped from
+//! every copy, so no second counter can drift from the one the limit, the wake-up
+//! generation and `dlq list` read.
 
 use std::time::Duration;
 
@@ -8,7 +13,7 @@ use lapin::BasicProperties;
 use lapin::types::FieldTable;
 use spritz_proto::properties::{self, Envelope};
 use spritz_proto::topology::{self, RetryTiers};
-use spritz_proto::{MessageType, SlackEvent};
+use spritz_proto::{MessageType, ParkReason, SlackEvent};
 use spritz_service::Broker;
 
 use crate::error::Result;
@@ -55,9 +60,7 @@ impl Requeue {
         after: Duration,
     ) -> Result<Duration> {
         let body = serde_json::to_vec(event)?;
-        let attempt = event.resume.as_ref().map_or(0, |r| r.attempt);
-        let envelope = copy_envelope(original, &[properties::ATTEMPT])
-            .with_number(properties::ATTEMPT, i64::from(attempt));
+        let envelope = copy_envelope(original, &[properties::ATTEMPT]);
         if after.is_zero() {
             self.broker
                 .publish(
@@ -86,22 +89,26 @@ impl Requeue {
     ///
     /// # Errors
     /// The copy was not confirmed; the original must not be acked.
-    pub async fn park(&self, body: &[u8], original: &BasicProperties, reason: &str) -> Result<()> {
-        let attempt = properties::header_i64(original, properties::ATTEMPT).unwrap_or(0);
+    pub async fn park(
+        &self,
+        body: &[u8],
+        original: &BasicProperties,
+        reason: ParkReason,
+    ) -> Result<()> {
         let mut envelope = copy_envelope(
             original,
             &[
+                properties::ATTEMPT,
                 properties::PARK_REASON,
                 properties::ORIGIN_EXCHANGE,
                 properties::ORIGIN_ROUTING_KEY,
                 properties::PARKED_AT,
             ],
         )
-        .with_header(properties::PARK_REASON, reason)
+        .with_header(properties::PARK_REASON, reason.as_str())
         .with_header(properties::ORIGIN_EXCHANGE, topology::WORK_EXCHANGE)
         .with_header(properties::ORIGIN_ROUTING_KEY, topology::WORK_ROUTING_KEY)
-        .with_number(properties::PARKED_AT, chrono::Utc::now().timestamp())
-        .with_number(properties::ATTEMPT, attempt);
+        .with_number(properties::PARKED_AT, chrono::Utc::now().timestamp());
         if envelope.message_id.is_empty() {
             // Garbage without an id still needs one for `dlq replay <id>`.
             envelope.message_id = format!("parked-{}", uuid::Uuid::new_v4().simple());

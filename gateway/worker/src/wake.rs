@@ -4,9 +4,10 @@
 //! of a queue early. So the worker that re-queued it also keeps a note here (the copy
 //! it published, until that copy's delay is over). On `Ready` for a runtime, every
 //! worker publishes a fresh copy of each noted delivery of the teams bound to that
-//! runtime straight to the work queue (attempt + 1), then raises the message's wake
-//! generation in the ledger to that attempt: the delayed copy, when it comes back, is
-//! below the generation and is dropped as superseded. Publishing first means a failed
+//! runtime straight to the work queue (one attempt further,
+//! [`spritz_proto::Resume::next`]), then raises the message's wake generation in the
+//! ledger to that attempt: the delayed copy, when it comes back, is below the
+//! generation and is dropped as superseded. Publishing first means a failed
 //! wake loses nothing (the delayed copy still comes).
 //!
 //! A `Ready` that arrives while a delivery is being processed would find no note yet;
@@ -22,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use spritz_proto::SlackEvent;
+use spritz_proto::{RetryStage, SlackEvent};
 use tokio::time::Instant;
 
 use crate::ledger::Ledger;
@@ -149,9 +150,13 @@ impl Waker {
 
 async fn republish(waiting: Waiting, requeue: &Requeue, ledger: &Ledger) -> bool {
     let mut event = waiting.event;
-    let resume = event.resume.get_or_insert_with(Default::default);
-    resume.attempt += 1;
-    let attempt = resume.attempt;
+    let resume = event
+        .resume
+        .take()
+        .unwrap_or_default()
+        .next(RetryStage::Session);
+    let attempt = resume.attempt();
+    event.resume = Some(resume);
     if let Err(error) = requeue
         .retry(&event, &waiting.properties, Duration::ZERO)
         .await

@@ -13,7 +13,7 @@ use spritz_proto::properties::{
 use spritz_proto::topology::{
     self, BACKEND_SYNC_QUEUE, BACKEND_SYNC_RETRY_EXCHANGE, DEAD_LETTER_EXCHANGE, RetryTiers,
 };
-use spritz_proto::{LifecycleEvent, MessageType};
+use spritz_proto::{LifecycleEvent, MessageType, ParkReason};
 use spritz_service::{Broker, PublishError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -22,9 +22,6 @@ use tracing::field::Empty;
 use super::metrics::{BackendSyncMetrics, SyncOutcome};
 use super::webhook::Webhook;
 use crate::message_trace;
-
-/// Park reason of an event the webhook refused on every try.
-pub const WEBHOOK_FAILED: &str = "lifecycle_webhook_failed";
 
 /// Pause before handing a delivery back when its copy could not be published.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
@@ -39,7 +36,7 @@ pub enum Outcome {
         delay: Duration,
     },
     Parked {
-        reason: &'static str,
+        reason: ParkReason,
     },
     Skipped,
 }
@@ -138,9 +135,9 @@ impl Forwarder {
         let event = match spritz_proto::decode::<LifecycleEvent>(&delivery.data) {
             Ok(event) => event,
             Err(error) => {
-                let reason = error.reason();
+                let reason = ParkReason::from(&error);
                 tracing::warn!(
-                    reason,
+                    reason = reason.as_str(),
                     "backend sync: parking an unreadable lifecycle event"
                 );
                 self.park(delivery, reason, requeued).await?;
@@ -161,10 +158,9 @@ impl Forwarder {
         let tries = requeued.saturating_add(1);
         if tries >= self.max_attempts {
             tracing::warn!(tries, %failure, "backend sync: webhook failed on the last try; parking the event");
-            self.park(delivery, WEBHOOK_FAILED, requeued).await?;
-            return Ok(Outcome::Parked {
-                reason: WEBHOOK_FAILED,
-            });
+            let reason = ParkReason::LifecycleWebhookFailed;
+            self.park(delivery, reason, requeued).await?;
+            return Ok(Outcome::Parked { reason });
         }
         let delay = self.delay_before_retry(requeued);
         tracing::info!(tries, %failure, delay_ms = delay.as_millis(), "backend sync: webhook failed; retrying later");
@@ -198,12 +194,12 @@ impl Forwarder {
     async fn park(
         &self,
         delivery: &Delivery,
-        reason: &str,
+        reason: ParkReason,
         requeued: u32,
     ) -> Result<(), PublishError> {
         let parked_at = chrono::Utc::now().timestamp();
         let envelope = copy_envelope(delivery)
-            .with_header(PARK_REASON, reason)
+            .with_header(PARK_REASON, reason.as_str())
             .with_header(ORIGIN_EXCHANGE, "")
             .with_header(ORIGIN_ROUTING_KEY, BACKEND_SYNC_QUEUE)
             .with_number(PARKED_AT, parked_at)

@@ -204,7 +204,7 @@ async fn a_webhook_that_always_fails_parks_the_event_after_the_last_try() {
     let props = &parked.delivery.properties;
     assert_eq!(
         properties::header_str(props, PARK_REASON).as_deref(),
-        Some(forward::WEBHOOK_FAILED)
+        Some(spritz_proto::ParkReason::LifecycleWebhookFailed.as_str())
     );
     assert_eq!(
         properties::header_str(props, ORIGIN_EXCHANGE).as_deref(),

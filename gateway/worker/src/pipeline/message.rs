@@ -5,26 +5,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use spritz_proto::{SlackEvent, UserMessage};
+use spritz_proto::{Pending, SlackEvent, UserMessage};
 use tokio::sync::oneshot;
 
+use super::deadlines::Deadlines;
 use super::{Held, Pipeline, Turn};
 use crate::clients::acp::AcpError;
 use crate::clients::backend::{BackendError, ChannelSession, Exchange, ProviderAuth};
 use crate::clients::spritz::{ConversationUpsert, SpritzError};
+use crate::metrics::Call;
 use crate::outcome::{DropReason, Outcome, RetryStage};
 use crate::prompt_text::prompt_text;
 
-/// Resume stage names that say which message is still to be posted.
-pub(super) const STAGE_TERMINAL: &str = "terminal-failure";
-pub(super) const STAGE_INTERNAL: &str = "internal-error";
-
 /// The longest wait for a busy conversation (the shortest default delay tier).
 const BUSY_WAIT: Duration = Duration::from_millis(250);
-
-/// The longest a prompt that starts past the status threshold runs before the status
-/// message is posted.
-const PROMPT_STATUS_GRACE: Duration = Duration::from_secs(1);
 
 /// Where getting a session ended.
 pub(super) enum SessionStep {
@@ -72,18 +66,19 @@ impl Pipeline {
             message,
             key: message.message_key(&event.team_id),
             resume: event.resume.clone().unwrap_or_default(),
-            threshold: received_at + chrono_duration(self.timing.status_message_delay),
-            deadline: received_at + chrono_duration(self.timing.processing_timeout),
+            deadlines: Deadlines::new(
+                received_at,
+                self.timing.status_message_delay,
+                self.timing.processing_timeout,
+            ),
             started: tokio::time::Instant::now(),
             conversation: Mutex::new(event.resume.as_ref().and_then(|r| r.conversation.clone())),
         };
-        match turn.resume.stage.as_str() {
-            STAGE_TERMINAL => return self.fail_terminal(&turn, held).await,
-            STAGE_INTERNAL => return self.fail_internal(&turn, held).await,
-            _ => {}
-        }
-        if let Some(text) = turn.resume.reply_text.clone() {
-            return self.post_reply(&turn, held, None, &text).await;
+        match &turn.resume.pending {
+            Some(Pending::TerminalFailure) => return self.fail_terminal(&turn, held).await,
+            Some(Pending::InternalError) => return self.fail_internal(&turn, held).await,
+            Some(Pending::Reply(text)) => return self.post_reply(&turn, held, None, text).await,
+            None => {}
         }
         match self.ledger.prompt_delivered(&turn.key).await {
             Ok(None) => {}
@@ -98,7 +93,7 @@ impl Pipeline {
             }
             Err(error) => return self.ledger_unavailable(event, &error),
         }
-        if turn.resume.recovering && Utc::now() >= turn.deadline {
+        if turn.resume.recovering && turn.deadlines.expired(Utc::now()) {
             return self.fail_terminal(&turn, held).await;
         }
         let session = match self.session(&turn).await {
@@ -145,7 +140,7 @@ impl Pipeline {
     pub(super) async fn session(&self, turn: &Turn<'_>) -> SessionStep {
         let team_id = &turn.event.team_id;
         let exchange = async {
-            let timer = self.metrics.stage("exchange");
+            let timer = self.metrics.stage(Call::Exchange);
             let answer = self.clients.backend.exchange(team_id).await;
             timer.observe_duration();
             match answer {
@@ -243,12 +238,7 @@ impl Pipeline {
         };
         let bot_token = session.provider_auth.bot_access_token.clone();
         let status = async {
-            // Due at the threshold; a turn that starts after it (a backlog, a replay)
-            // first gets a short grace, so an instant reply is not preceded by "still
-            // waking up".
-            let grace = self.timing.status_message_delay.min(PROMPT_STATUS_GRACE);
-            let wait = super::until(Utc::now(), turn.threshold).max(grace);
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(turn.deadlines.prompt_status_wait(Utc::now())).await;
             if let Some(token) = &bot_token {
                 self.ensure_status(turn, held, token).await;
             }
@@ -283,7 +273,7 @@ impl Pipeline {
         // The first upsert of a turn names no conversation: the API finds it by the
         // external id (or an alias) or creates it, and its name is the server's.
         let request = self.upsert_request(turn, session, "", message.external_conversation_id());
-        let timer = self.metrics.stage("upsert");
+        let timer = self.metrics.stage(Call::Upsert);
         let upserted = self
             .clients
             .spritz
@@ -292,7 +282,7 @@ impl Pipeline {
         timer.observe_duration();
         let conversation = upserted.map_err(|error| TurnFailed::Spritz("upsert", error))?;
         turn.set_conversation(conversation.id.clone());
-        let timer = self.metrics.stage("bootstrap");
+        let timer = self.metrics.stage(Call::Bootstrap);
         let booted = self
             .clients
             .spritz
@@ -302,7 +292,7 @@ impl Pipeline {
         let bootstrap = booted.map_err(|error| TurnFailed::Spritz("bootstrap", error))?;
         let installed_bot = Some(session.provider_auth.bot_user_id.as_str());
         let text = prompt_text(&turn.event.team_id, message, installed_bot);
-        let timer = self.metrics.stage("prompt");
+        let timer = self.metrics.stage(Call::Prompt);
         let prompt = self
             .clients
             .acp
@@ -416,8 +406,4 @@ impl Pipeline {
         let _ = self.session(turn).await;
         self.sessions.bot_token(team_id)
     }
-}
-
-pub(super) fn chrono_duration(duration: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }

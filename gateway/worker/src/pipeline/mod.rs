@@ -4,12 +4,14 @@
 //! lease alive while it works, and releases or finishes the claim by outcome. The
 //! stages live in submodules: [`message`] (a user message: session, conversation
 //! lock, upsert, bootstrap, prompt), [`recovery`] (waiting for a runtime, the status
-//! message, the deadline), [`reply`] (posting the reply and the failure messages),
+//! message, the deadline), [`deadlines`] (when each of those is due, a pure function
+//! of the clock), [`reply`] (posting the reply and the failure messages),
 //! [`uninstall`] (`app_uninstalled` / `tokens_revoked`).
 //!
 //! Nothing here sleeps while holding a message: every wait is a [`Outcome::RetryLater`]
 //! through a delay tier.
 
+mod deadlines;
 mod message;
 mod recovery;
 mod reply;
@@ -18,8 +20,7 @@ mod uninstall;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use spritz_proto::{Resume, SlackEvent, SlackEventKind, UserMessage};
+use spritz_proto::{ParkReason, Resume, SlackEvent, SlackEventKind, UserMessage};
 use tracing::Instrument;
 
 use crate::clients::acp::AcpClient;
@@ -75,8 +76,8 @@ struct Turn<'a> {
     /// `team:channel:ts`.
     key: String,
     resume: Resume,
-    threshold: DateTime<Utc>,
-    deadline: DateTime<Utc>,
+    /// When the status message is due and recovery gives up.
+    deadlines: deadlines::Deadlines,
     started: tokio::time::Instant,
     /// The Spritz conversation's name, once the API gave it (this attempt or an
     /// earlier one); every retry copy carries it on.
@@ -157,7 +158,7 @@ impl Pipeline {
                 "unexpected message type on the work queue"
             );
             return Outcome::ParkingLot {
-                reason: "unexpected_type",
+                reason: ParkReason::UnexpectedType,
             };
         }
         let event: SlackEvent = match spritz_proto::decode(&delivery.body) {
@@ -165,7 +166,7 @@ impl Pipeline {
             Err(error) => {
                 tracing::warn!(reason = error.reason(), error = %error, "undecodable delivery");
                 return Outcome::ParkingLot {
-                    reason: error.reason(),
+                    reason: ParkReason::from(&error),
                 };
             }
         };
@@ -178,7 +179,7 @@ impl Pipeline {
             team_id = %event.team_id,
             channel_id = message.map_or("", |m| m.channel.as_str()),
             message_ts = message.map_or("", |m| m.ts.as_str()),
-            attempt = event.resume.as_ref().map_or(0, |r| r.attempt),
+            attempt = event.resume.as_ref().map_or(0, Resume::attempt),
         );
         spritz_service::trace::continue_trace(&span, &trace);
         let outcome = crate::message_trace::within(trace, self.process_event(&event))
@@ -189,12 +190,12 @@ impl Pipeline {
     }
 
     async fn process_event(&self, event: &SlackEvent) -> Outcome {
-        let attempt = event.resume.as_ref().map_or(0, |r| r.attempt);
+        let attempt = event.resume.as_ref().map_or(0, Resume::attempt);
         let counted = event.resume.as_ref().map_or(0, Resume::attempts_counted);
         if counted >= self.timing.max_attempts {
             tracing::warn!(attempt, "attempts exhausted");
             return Outcome::ParkingLot {
-                reason: "attempts_exhausted",
+                reason: ParkReason::AttemptsExhausted,
             };
         }
         let key = event.user_message().map(|m| m.message_key(&event.team_id));
@@ -311,7 +312,8 @@ impl Pipeline {
     }
 }
 
-/// A retry copy of `event` one attempt further, its resume state changed by `change`.
+/// A retry copy of `event` one attempt further ([`Resume::next`]), its resume state
+/// changed by `change`.
 fn retry(
     event: &SlackEvent,
     stage: RetryStage,
@@ -319,18 +321,12 @@ fn retry(
     change: impl FnOnce(&mut Resume),
 ) -> Outcome {
     let mut copy = event.clone();
-    let resume = copy.resume.get_or_insert_with(Resume::default);
-    resume.attempt += 1;
-    resume.stage = stage.as_str().to_owned();
-    change(resume);
+    let mut resume = copy.resume.take().unwrap_or_default().next(stage);
+    change(&mut resume);
+    copy.resume = Some(resume);
     Outcome::RetryLater {
         stage,
         after,
         event: Box::new(copy),
     }
-}
-
-/// `to - from`, zero when `to` is past.
-fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
-    (to - from).to_std().unwrap_or(Duration::ZERO)
 }

@@ -1,15 +1,16 @@
 //! Waiting for a runtime (SPEC §5.2): re-queue through a delay tier, post exactly one
 //! "still waking up" message once the status threshold has passed, and at the deadline
 //! tell the user once that it failed (or park the message when nobody can be told).
+//! When each of these is due is [`super::deadlines`]'s to say.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use secrecy::SecretString;
+use spritz_proto::{ParkReason, Pending};
 
-use super::message::STAGE_TERMINAL;
-use super::reply::{MAX_REPLY_ATTEMPTS, Posted};
-use super::{Held, Pipeline, Turn, until};
+use super::reply::Posted;
+use super::{Held, Pipeline, Turn};
 use crate::ledger::StatusPurpose;
 use crate::outcome::{Outcome, RetryStage};
 
@@ -20,24 +21,19 @@ impl Pipeline {
     /// No runtime now: post the status message when due, then wait in a delay tier.
     pub(super) async fn recover(&self, turn: &Turn<'_>, held: &Held) -> Outcome {
         let now = Utc::now();
-        if now >= turn.deadline {
+        if turn.deadlines.expired(now) {
             return self.fail_terminal(turn, held).await;
         }
         let mut status_posted = turn.resume.status_posted;
-        if now >= turn.threshold
+        if turn.deadlines.status_due(now)
             && !status_posted
             && let Some(token) = self.bot_token(turn).await
         {
             status_posted = self.ensure_status(turn, held, &token).await;
         }
-        let mut after = self.timing.session_retry_interval;
-        if !status_posted && turn.threshold > now {
-            // Come back when the status message is due, not a whole interval later.
-            after = after.min(until(now, turn.threshold));
-        }
-        after = after
-            .min(until(now, turn.deadline))
-            .max(Duration::from_millis(1));
+        let mut after =
+            turn.deadlines
+                .recovery_wait(now, status_posted, self.timing.session_retry_interval);
         if self.waker.ready_since(&turn.event.team_id, turn.started) {
             // A runtime became ready while this attempt ran: try again at once.
             after = Duration::ZERO;
@@ -88,8 +84,7 @@ impl Pipeline {
                 .status_exists(&turn.key, StatusPurpose::RuntimeRecovery)
                 .await
                 .unwrap_or(false);
-        let past_threshold = Utc::now() >= turn.threshold;
-        let token = if past_threshold || visible {
+        let token = if turn.deadlines.status_due(Utc::now()) || visible {
             self.bot_token(turn).await
         } else {
             None
@@ -97,7 +92,7 @@ impl Pipeline {
         let Some(token) = token else {
             tracing::warn!("deadline passed and the user cannot be told; parking");
             return Outcome::ParkingLot {
-                reason: "recovery_deadline",
+                reason: ParkReason::RecoveryDeadline,
             };
         };
         match self
@@ -111,25 +106,11 @@ impl Pipeline {
             .await
         {
             Posted::Now(_) | Posted::Before => Outcome::FailedTerminal,
-            Posted::Failed(after) => {
-                let attempts = turn.resume.reply_attempts + 1;
-                if attempts >= MAX_REPLY_ATTEMPTS {
-                    tracing::error!(attempts, "terminal failure message could not be posted; parking");
-                    return Outcome::ParkingLot {
-                        reason: "reply_exhausted",
-                    };
-                }
-                turn.retry(RetryStage::Reply, after, |resume| {
-                    resume.stage = STAGE_TERMINAL.to_owned();
-                    resume.reply_attempts = attempts;
-                })
-            }
-            Posted::LedgerDown => turn.retry(
+            Posted::Failed(after) => turn.post_failed(Pending::TerminalFailure, after),
+            Posted::LedgerDown => turn.post_later(
                 RetryStage::Ledger,
                 self.timing.session_retry_interval,
-                |resume| {
-                    resume.stage = STAGE_TERMINAL.to_owned();
-                },
+                Pending::TerminalFailure,
             ),
         }
     }

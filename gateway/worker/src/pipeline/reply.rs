@@ -8,18 +8,21 @@ use std::time::Duration;
 use chrono::Utc;
 use secrecy::SecretString;
 
-use super::message::STAGE_INTERNAL;
+use spritz_proto::{ParkReason, Pending};
+
 use super::{Held, Pipeline, Turn};
 use crate::clients::backend::ChannelSession;
 use crate::clients::slack::SlackError;
 use crate::ledger::StatusPurpose;
+use crate::metrics::Call;
 use crate::outcome::{Outcome, RetryStage};
 
 pub(super) const INTERNAL_ERROR_TEXT: &str =
     "I hit an internal error while processing that request.";
 
-/// Reply posts tried before the message is parked (with the reply on it).
-pub(super) const MAX_REPLY_ATTEMPTS: u32 = 10;
+/// Posts of the reply (or a failure message) tried before the message is parked
+/// (with the reply on it).
+const MAX_REPLY_ATTEMPTS: u32 = 10;
 
 /// What [`Pipeline::post_once`] did.
 pub(super) enum Posted {
@@ -31,6 +34,38 @@ pub(super) enum Posted {
     Failed(Duration),
     /// The ledger could not be asked.
     LedgerDown,
+}
+
+impl Turn<'_> {
+    /// A post of `pending` was tried and failed: a copy that tries it again after
+    /// `after`, or the parking lot (`reply_exhausted`, with what is pending on the
+    /// message) once [`MAX_REPLY_ATTEMPTS`] posts failed. The one place posts are
+    /// counted against their limit, for the reply and both failure messages alike.
+    pub(super) fn post_failed(&self, pending: Pending, after: Duration) -> Outcome {
+        let attempts = self.resume.reply_attempts + 1;
+        if attempts >= MAX_REPLY_ATTEMPTS {
+            tracing::error!(attempts, "could not post what is pending; parking");
+            return Outcome::ParkingLot {
+                reason: ParkReason::ReplyExhausted,
+            };
+        }
+        tracing::info!(attempts, "post failed; retrying it later");
+        self.retry(RetryStage::Reply, after, |resume| {
+            resume.pending = Some(pending);
+            resume.reply_attempts = attempts;
+        })
+    }
+
+    /// `pending` could not be tried now (no bot token, the ledger down): a copy that
+    /// tries after `after`, without counting a post.
+    pub(super) fn post_later(
+        &self,
+        stage: RetryStage,
+        after: Duration,
+        pending: Pending,
+    ) -> Outcome {
+        self.retry(stage, after, |resume| resume.pending = Some(pending))
+    }
 }
 
 impl Pipeline {
@@ -47,16 +82,16 @@ impl Pipeline {
             Some(token) => Some(token),
             None => self.bot_token(turn).await,
         };
-        let attempts = turn.resume.reply_attempts + 1;
-        let carry = |resume: &mut spritz_proto::Resume| {
-            resume.reply_text = Some(text.to_owned());
-            resume.reply_attempts = attempts;
-        };
+        let pending = || Pending::Reply(text.to_owned());
         let Some(token) = token else {
             tracing::warn!("no bot token to post the reply with; retrying later");
-            return turn.retry(RetryStage::Reply, self.timing.session_retry_interval, carry);
+            return turn.post_later(
+                RetryStage::Reply,
+                self.timing.session_retry_interval,
+                pending(),
+            );
         };
-        let timer = self.metrics.stage("reply");
+        let timer = self.metrics.stage(Call::Reply);
         let posted = self
             .clients
             .slack
@@ -75,15 +110,8 @@ impl Pipeline {
                 }
             }
             Err(error) => {
-                let after = self.post_retry_after(&error);
-                if attempts >= MAX_REPLY_ATTEMPTS {
-                    tracing::error!(error = %error, attempts, "reply could not be posted; parking");
-                    return Outcome::ParkingLot {
-                        reason: "reply_exhausted",
-                    };
-                }
-                tracing::warn!(error = %error, attempts, "reply post failed; retrying with the reply text");
-                turn.retry(RetryStage::Reply, after, carry)
+                tracing::warn!(error = %error, "reply post failed");
+                turn.post_failed(pending(), self.post_retry_after(&error))
             }
         }
     }
@@ -123,7 +151,7 @@ impl Pipeline {
             return;
         };
         let request = self.upsert_request(turn, session, &conversation, reply_ts);
-        let timer = self.metrics.stage("upsert");
+        let timer = self.metrics.stage(Call::Upsert);
         let result = self
             .clients
             .spritz
@@ -139,18 +167,16 @@ impl Pipeline {
     /// delivering it): answer once with the internal error message.
     pub(super) async fn fail_internal(&self, turn: &Turn<'_>, held: &Held) -> Outcome {
         let Some(token) = self.bot_token(turn).await else {
-            if Utc::now() < turn.deadline {
-                return turn.retry(
+            if !turn.deadlines.expired(Utc::now()) {
+                return turn.post_later(
                     RetryStage::Reply,
                     self.timing.session_retry_interval,
-                    |resume| {
-                        resume.stage = STAGE_INTERNAL.to_owned();
-                    },
+                    Pending::InternalError,
                 );
             }
             tracing::warn!("internal error and the user cannot be told; parking");
             return Outcome::ParkingLot {
-                reason: "internal_error_untold",
+                reason: ParkReason::InternalErrorUntold,
             };
         };
         match self
@@ -170,24 +196,11 @@ impl Pipeline {
                 Outcome::FailedTerminal
             }
             Posted::Before => Outcome::FailedTerminal,
-            Posted::Failed(after) => {
-                let attempts = turn.resume.reply_attempts + 1;
-                if attempts >= MAX_REPLY_ATTEMPTS {
-                    return Outcome::ParkingLot {
-                        reason: "reply_exhausted",
-                    };
-                }
-                turn.retry(RetryStage::Reply, after, |resume| {
-                    resume.stage = STAGE_INTERNAL.to_owned();
-                    resume.reply_attempts = attempts;
-                })
-            }
-            Posted::LedgerDown => turn.retry(
+            Posted::Failed(after) => turn.post_failed(Pending::InternalError, after),
+            Posted::LedgerDown => turn.post_later(
                 RetryStage::Ledger,
                 self.timing.session_retry_interval,
-                |resume| {
-                    resume.stage = STAGE_INTERNAL.to_owned();
-                },
+                Pending::InternalError,
             ),
         }
     }

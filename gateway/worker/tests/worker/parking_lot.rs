@@ -125,12 +125,15 @@ async fn a_replayed_attempts_exhausted_message_is_answered_not_parked_again() {
     let mut world = World::new().await;
     world.spawn_worker().await;
     let mut event = world.channel_message("one more time");
-    event.resume = Some(spritz_proto::Resume {
-        attempt: timing().max_attempts,
-        stage: "session".into(),
-        recovering: true,
-        ..Default::default()
-    });
+    // As a worker wrote it after the last re-queue the limit allows.
+    event.resume = Some(
+        serde_json::from_value(serde_json::json!({
+            "attempt": timing().max_attempts,
+            "stage": "session",
+            "recovering": true,
+        }))
+        .expect("resume"),
+    );
     event.received_at = chrono::Utc::now();
     let body = serde_json::to_vec(&event).expect("json");
     world.publish_raw(&event.event_id, &body).await;
