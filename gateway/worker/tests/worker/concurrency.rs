@@ -57,7 +57,7 @@ async fn two_messages_in_one_conversation_are_never_prompted_concurrently() {
     );
     world.spritz.release_prompts();
 
-    // The held prompt runs past the status threshold, so status messages come too.
+    // Only the replies count here (a status message, were one due, is not a reply).
     let world_ref = &world;
     let replies = isolation::eventually(WAIT, || async move {
         let mut texts: Vec<String> = world_ref

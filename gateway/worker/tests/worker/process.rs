@@ -115,7 +115,7 @@ async fn a_delivery_still_running_when_the_grace_period_ends_is_handed_back() {
     // The prompt had reached the agent: the next worker must not send it again.
     world.spritz.release_prompts();
     world.spawn_worker().await;
-    // (The held prompt ran past the status threshold: a status message came first.)
+    // Only the internal-error reply counts here (whatever else was posted before it).
     let slack = &world.slack;
     isolation::eventually(WAIT, || async move {
         slack

@@ -1,16 +1,19 @@
 //! SPEC §5.2–5.3 recovery: a stale, missing or waking runtime; the one status message;
 //! the deadline; drops.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spritz_sandbox::backend::ExchangeMode;
-use spritz_sandbox::spritz_api::{AgentBehaviour, SpritzCall};
+use spritz_sandbox::spritz_api::SpritzCall;
 
-use crate::support::{STATUS, TEAM, TERMINAL, WAIT, World, with_text};
+use crate::support::{
+    NO_DEADLINE, STATUS, STATUS_AT_ONCE, TEAM, TERMINAL, WAIT, World, timing, with_text,
+};
 
 #[tokio::test]
 async fn fast_recovery_under_the_threshold_posts_no_status_message() {
     let mut world = World::new().await;
+    // The threshold is far off: however slow the machine, the recovery ends under it.
     world.spawn_worker().await;
     world
         .backend
@@ -33,7 +36,7 @@ async fn fast_recovery_under_the_threshold_posts_no_status_message() {
 #[tokio::test]
 async fn slow_recovery_posts_one_status_message_then_the_reply() {
     let mut world = World::new().await;
-    let ops = world.spawn_worker().await;
+    let ops = world.spawn_worker_timed(STATUS_AT_ONCE, NO_DEADLINE).await;
     world
         .backend
         .script_exchange(TEAM, vec![ExchangeMode::Unavailable; 6]);
@@ -78,7 +81,7 @@ async fn slow_recovery_posts_one_status_message_then_the_reply() {
 #[tokio::test]
 async fn a_runtime_vanishing_after_exchange_recovers_with_still_one_status_message() {
     let mut world = World::new().await;
-    world.spawn_worker().await;
+    world.spawn_worker_timed(STATUS_AT_ONCE, NO_DEADLINE).await;
     let (namespace, instance) = (
         world.install.namespace.clone(),
         world.install.instance_id.clone(),
@@ -112,15 +115,17 @@ async fn a_runtime_vanishing_after_exchange_recovers_with_still_one_status_messa
 #[tokio::test]
 async fn a_prompt_slower_than_the_threshold_gets_the_status_message() {
     let mut world = World::new().await;
-    world.spawn_worker().await;
-    world
-        .spritz
-        .set_agent(AgentBehaviour::Slow(Duration::from_millis(900)));
+    world.spawn_worker_timed(STATUS_AT_ONCE, NO_DEADLINE).await;
+    // The agent answers only once the status message is there: the prompt is slower
+    // than the threshold by construction, not by a race against it.
+    world.spritz.hold_prompts();
     let event = world.channel_message("think hard");
     world.publish(&event).await;
 
-    let posts = world.posts(2).await;
+    let posts = world.posts(1).await;
     assert_eq!(posts[0].text, STATUS);
+    world.spritz.release_prompts();
+    let posts = world.posts(2).await;
     assert_eq!(posts[1].text, "echo: think hard");
     world.settled().await;
     assert_eq!(world.slack.posts().len(), 2);
@@ -131,20 +136,22 @@ async fn a_prompt_slower_than_the_threshold_gets_the_status_message() {
 #[tokio::test]
 async fn the_deadline_posts_the_failure_reply_once() {
     let mut world = World::new().await;
-    let ops = world.spawn_worker().await;
+    let deadline = timing().processing_timeout;
+    let ops = world.spawn_worker_timed(STATUS_AT_ONCE, deadline).await;
     world
         .backend
         .set_exchange_mode(TEAM, ExchangeMode::Unavailable);
     let event = world.channel_message("never mind");
-    let started = Instant::now();
     world.publish(&event).await;
 
     let posts = world.posts(2).await;
     assert_eq!(posts[0].text, STATUS);
     assert_eq!(posts[1].text, TERMINAL);
+    // The worker posts it only once its clock is past the deadline, so ours is too
+    // (the boundary itself is tested in milliseconds in `pipeline::deadlines`).
     assert!(
-        started.elapsed() >= Duration::from_millis(2500),
-        "not before the 3s deadline"
+        chrono::Utc::now() >= event.received_at + chrono::Duration::from_std(deadline).expect("ms"),
+        "not before the deadline"
     );
     world
         .metric_reaches(
@@ -261,7 +268,9 @@ async fn a_refusal_during_a_visible_recovery_ends_with_the_terminal_reply_at_the
     world
         .backend
         .set_exchange_mode(TEAM, ExchangeMode::Unavailable);
-    world.spawn_worker().await;
+    world
+        .spawn_worker_timed(STATUS_AT_ONCE, timing().processing_timeout)
+        .await;
     let event = world.channel_message("are you there?");
     world.publish(&event).await;
     let posts = world.posts(1).await;
@@ -286,7 +295,7 @@ async fn a_slow_conversation_upsert_gets_the_status_message_before_the_reply() {
     world
         .spritz
         .delay(SpritzCall::Upsert, Duration::from_millis(900));
-    world.spawn_worker().await;
+    world.spawn_worker_timed(STATUS_AT_ONCE, NO_DEADLINE).await;
     let event = world.channel_message("take your time");
     world.publish(&event).await;
 
@@ -307,7 +316,7 @@ async fn a_slow_bootstrap_gets_the_status_message_before_the_reply() {
     world
         .spritz
         .delay(SpritzCall::Bootstrap, Duration::from_millis(900));
-    world.spawn_worker().await;
+    world.spawn_worker_timed(STATUS_AT_ONCE, NO_DEADLINE).await;
     let event = world.direct_message("slow start");
     world.publish(&event).await;
 

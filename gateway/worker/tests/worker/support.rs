@@ -113,6 +113,19 @@ impl World {
         self.spawn_worker_with(config).await
     }
 
+    /// Starts a worker whose status message is due `status_after` and whose deadline is
+    /// `deadline` after an event was received.
+    pub async fn spawn_worker_timed(
+        &mut self,
+        status_after: Duration,
+        deadline: Duration,
+    ) -> std::net::SocketAddr {
+        let mut config = self.config();
+        config.timing.status_message_delay = status_after;
+        config.timing.processing_timeout = deadline;
+        self.spawn_worker_with(config).await
+    }
+
     /// Starts a worker and waits until `/readyz` says it consumes both its queues.
     pub async fn spawn_worker_with(&mut self, config: WorkerConfig) -> std::net::SocketAddr {
         let ops_addr = self.spawn_worker_unready(config).await;
@@ -421,10 +434,21 @@ pub async fn wait_ready(ops: std::net::SocketAddr) {
     .expect("worker ready");
 }
 
-/// Short timings: status after 300ms, deadline after 3s, retries every 200ms.
+/// The status threshold of a test that wants the status message: passed the moment
+/// the event is received, so the first wait for a runtime posts it and the test waits
+/// for the post, not for a clock. When it falls due is tested in milliseconds, without
+/// real time, in `pipeline::deadlines`.
+pub const STATUS_AT_ONCE: Duration = Duration::from_millis(1);
+
+/// A deadline no test reaches: recovery then ends only as the test scripts it.
+pub const NO_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Short timings: deadline after 3s, retries every 200ms, and a status threshold no
+/// test reaches unless it asks for one ([`World::spawn_worker_timed`]), so that no test
+/// depends on being faster than it (a slow machine would see a status message).
 pub fn timing() -> Timing {
     Timing {
-        status_message_delay: Duration::from_millis(300),
+        status_message_delay: Duration::from_secs(600),
         processing_timeout: Duration::from_secs(3),
         session_retry_interval: Duration::from_millis(200),
         http_timeout: Duration::from_secs(2),
