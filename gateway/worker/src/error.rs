@@ -1,28 +1,27 @@
-//! The worker crate's one error type.
+//! The worker crate's one error type. Each variant says which step failed; the source
+//! (shown by `{:#}`) says why.
 
 /// What can stop the worker or one of its tools.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("redis")]
+    #[error("a Redis command failed")]
     Redis(#[from] redis::RedisError),
-    #[error("redis is not connected yet")]
+    #[error("Redis is not connected yet")]
     RedisUnavailable,
-    #[error("broker")]
+    #[error("a broker operation failed")]
     Broker(#[from] lapin::Error),
-    #[error("publish")]
+    #[error("publishing to the broker failed")]
     Publish(#[from] spritz_service::PublishError),
     #[error("the broker is not connected")]
     BrokerUnavailable,
-    #[error("metrics registration")]
+    #[error("registering the worker's metrics failed")]
     Metrics(#[from] prometheus::Error),
-    #[error("http client")]
+    #[error("building the HTTP client failed")]
     Http(#[from] reqwest::Error),
-    #[error("io")]
+    #[error("binding the ops listener failed")]
     Io(#[from] std::io::Error),
-    #[error("encoding a message")]
+    #[error("encoding a message failed")]
     Encode(#[from] serde_json::Error),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// The crate's result type.
