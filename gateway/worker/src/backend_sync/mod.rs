@@ -17,9 +17,6 @@ mod forward;
 pub mod metrics;
 mod webhook;
 
-#[cfg(test)]
-mod tests;
-
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod backend_sync;
 mod concurrency;
 mod direct;
 mod happy_path;

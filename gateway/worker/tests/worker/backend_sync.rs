@@ -1,4 +1,4 @@
-//! The backend-sync consumer against the real broker (a vhost per test) and the fake
+//! The backend-sync consumer, through its public API, against the real broker (a vhost per test) and the fake
 //! backend's lifecycle webhook receiver.
 
 use std::time::Duration;
@@ -6,20 +6,27 @@ use std::time::Duration;
 use chrono::Utc;
 use lapin::message::BasicGetMessage;
 use lapin::options::BasicGetOptions;
+use lapin::types::ShortString;
+use secrecy::SecretString;
 use serde_json::json;
 use spritz_proto::properties::{
     self, ATTEMPT, Envelope, ORIGIN_EXCHANGE, ORIGIN_ROUTING_KEY, PARK_REASON,
 };
-use spritz_proto::topology::{LIFECYCLE_EXCHANGE, PARKING_LOT_QUEUE, RetryTiers};
+use spritz_proto::topology::{
+    BACKEND_SYNC_QUEUE, LIFECYCLE_EXCHANGE, PARKING_LOT_QUEUE, RetryTiers,
+};
 use spritz_proto::traceparent::TraceParent;
 use spritz_proto::{LifecycleEvent, MessageType, Phase};
 use spritz_sandbox::backend::FakeBackend;
 use spritz_sandbox::isolation::{BrokerAdmin, TestVhost, eventually};
 use spritz_service::metrics::BrokerMetrics;
-use spritz_service::{BrokerSettings, Trust};
+use spritz_service::{Broker, BrokerSettings, Trust};
+use spritz_worker::backend_sync::{
+    BackendSyncMetrics, BackendSyncSettings, SyncOutcome, run, run_without_webhook,
+};
 use tokio::task::JoinHandle;
-
-use super::*;
+use tokio_util::sync::CancellationToken;
+use url::Url;
 
 const HOOK_TOKEN: &str = "hook-token";
 const WAIT: Duration = Duration::from_secs(20);
