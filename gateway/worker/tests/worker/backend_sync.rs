@@ -1,5 +1,5 @@
-//! The backend-sync consumer, through its public API, against the real broker (a vhost per test) and the fake
-//! backend's lifecycle webhook receiver.
+//! The backend-sync consumer, through its public API, against the real broker (a vhost
+//! per test) and the fake backend's lifecycle webhook receiver.
 
 use std::time::Duration;
 
