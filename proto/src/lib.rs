@@ -11,6 +11,7 @@
 //! removes the bot mention from a user's text; [`schema`] generates the JSON Schemas
 //! of the two message kinds.
 
+pub mod copies;
 pub mod lifecycle;
 pub mod mention;
 pub mod message;

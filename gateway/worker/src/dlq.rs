@@ -19,13 +19,13 @@ use lapin::Acker;
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use spritz_proto::copies::replayed_copy;
 use spritz_proto::properties::{self, Envelope};
 use spritz_proto::topology;
 use spritz_proto::{MessageType, SlackEvent};
 use spritz_service::Broker;
 
 use crate::error::{Error, Result};
-use crate::requeue::copy_envelope;
 
 /// How long to wait for a parked message the queue said it holds.
 const IDLE: Duration = Duration::from_secs(2);
@@ -346,24 +346,10 @@ fn replay_body(original: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&event).unwrap_or_else(|_| original.to_vec())
 }
 
-/// The envelope of a replayed copy: same id, type and trace, without the parking-lot
-/// and broker headers, and without the attempt counter: a replay is the operator's
-/// decision to try again, so header-counted retries (backend sync) start afresh.
+/// The envelope of a replayed copy ([`replayed_copy`]); a message without a type is
+/// taken for a Slack event.
 fn replay_envelope(original: &BasicProperties) -> Envelope {
-    let mut envelope = copy_envelope(
-        original,
-        &[
-            properties::ATTEMPT,
-            properties::PARK_REASON,
-            properties::ORIGIN_EXCHANGE,
-            properties::ORIGIN_ROUTING_KEY,
-            properties::PARKED_AT,
-        ],
-    );
-    if original.kind().is_none() {
-        envelope.message_type = MessageType::SlackEvent;
-    }
-    envelope
+    replayed_copy(original, MessageType::SlackEvent)
 }
 
 #[cfg(test)]

@@ -10,26 +10,13 @@
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::types::FieldTable;
-use spritz_proto::properties::{self, Envelope};
+use spritz_proto::copies::{copy_of, parked_copy};
+use spritz_proto::properties;
 use spritz_proto::topology::{self, RetryTiers};
 use spritz_proto::{MessageType, ParkReason, SlackEvent};
 use spritz_service::Broker;
 
 use crate::error::Result;
-
-/// Headers the broker sets on a delivery; a copy must not carry them as if they were
-/// its own (a stale `x-delivery-count` would look like redeliveries).
-const BROKER_HEADERS: &[&str] = &[
-    "x-delivery-count",
-    "x-death",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-];
 
 /// Publishes retry and parking-lot copies.
 #[derive(Clone)]
@@ -60,7 +47,7 @@ impl Requeue {
         after: Duration,
     ) -> Result<Duration> {
         let body = serde_json::to_vec(event)?;
-        let envelope = copy_envelope(original, &[properties::ATTEMPT]);
+        let envelope = copy_of(original, MessageType::SlackEvent, &[properties::ATTEMPT]);
         if after.is_zero() {
             self.broker
                 .publish(
@@ -95,42 +82,16 @@ impl Requeue {
         original: &BasicProperties,
         reason: ParkReason,
     ) -> Result<()> {
-        let mut envelope = copy_envelope(
+        let envelope = parked_copy(
             original,
-            &[
-                properties::ATTEMPT,
-                properties::PARK_REASON,
-                properties::ORIGIN_EXCHANGE,
-                properties::ORIGIN_ROUTING_KEY,
-                properties::PARKED_AT,
-            ],
-        )
-        .with_header(properties::PARK_REASON, reason.as_str())
-        .with_header(properties::ORIGIN_EXCHANGE, topology::WORK_EXCHANGE)
-        .with_header(properties::ORIGIN_ROUTING_KEY, topology::WORK_ROUTING_KEY)
-        .with_number(properties::PARKED_AT, chrono::Utc::now().timestamp());
-        if envelope.message_id.is_empty() {
-            // Garbage without an id still needs one for `dlq replay <id>`.
-            envelope.message_id = format!("parked-{}", uuid::Uuid::new_v4().simple());
-        }
+            MessageType::SlackEvent,
+            reason,
+            topology::WORK_EXCHANGE,
+            topology::WORK_ROUTING_KEY,
+        );
         self.broker
             .publish(topology::DEAD_LETTER_EXCHANGE, "", body, &envelope)
             .await?;
         Ok(())
     }
-}
-
-/// The envelope of a copy: the original's id, type, timestamp and headers, the trace
-/// continued, without broker-set headers and without `replaced` (set again by the caller).
-pub fn copy_envelope(original: &BasicProperties, replaced: &[&str]) -> Envelope {
-    let mut envelope = Envelope::derived_from(original, MessageType::SlackEvent);
-    let mut kept = FieldTable::default();
-    for (key, value) in envelope.headers.inner() {
-        let name = key.as_str();
-        if !BROKER_HEADERS.contains(&name) && !replaced.contains(&name) {
-            kept.insert(key.clone(), value.clone());
-        }
-    }
-    envelope.headers = kept;
-    envelope
 }

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
-use lapin::types::{FieldTable, ShortString};
-use spritz_proto::properties::{
-    self, ATTEMPT, Envelope, ORIGIN_EXCHANGE, ORIGIN_ROUTING_KEY, PARK_REASON, PARKED_AT,
-};
+use spritz_proto::copies::{PARKING_HEADERS, copy_of, parked_copy};
+use spritz_proto::properties::{self, ATTEMPT};
 use spritz_proto::topology::{
     self, BACKEND_SYNC_QUEUE, BACKEND_SYNC_RETRY_EXCHANGE, DEAD_LETTER_EXCHANGE, RetryTiers,
 };
@@ -164,7 +162,12 @@ impl Forwarder {
         }
         let delay = self.delay_before_retry(requeued);
         tracing::info!(tries, %failure, delay_ms = delay.as_millis(), "backend sync: webhook failed; retrying later");
-        let envelope = copy_envelope(delivery).with_number(ATTEMPT, i64::from(tries));
+        let envelope = copy_of(
+            &delivery.properties,
+            MessageType::Lifecycle,
+            &PARKING_HEADERS,
+        )
+        .with_number(ATTEMPT, i64::from(tries));
         self.broker
             .publish(
                 BACKEND_SYNC_RETRY_EXCHANGE,
@@ -197,13 +200,14 @@ impl Forwarder {
         reason: ParkReason,
         requeued: u32,
     ) -> Result<(), PublishError> {
-        let parked_at = chrono::Utc::now().timestamp();
-        let envelope = copy_envelope(delivery)
-            .with_header(PARK_REASON, reason.as_str())
-            .with_header(ORIGIN_EXCHANGE, "")
-            .with_header(ORIGIN_ROUTING_KEY, BACKEND_SYNC_QUEUE)
-            .with_number(PARKED_AT, parked_at)
-            .with_number(ATTEMPT, i64::from(requeued));
+        let envelope = parked_copy(
+            &delivery.properties,
+            MessageType::Lifecycle,
+            reason,
+            "",
+            BACKEND_SYNC_QUEUE,
+        )
+        .with_number(ATTEMPT, i64::from(requeued));
         self.broker
             .publish(
                 DEAD_LETTER_EXCHANGE,
@@ -213,29 +217,4 @@ impl Forwarder {
             )
             .await
     }
-}
-
-/// The envelope of a retry or parking copy: same id (a fresh one when the original
-/// had none, so `dlq replay` can name it), type and our headers, the trace continued;
-/// the broker's own bookkeeping headers and an earlier parking are left behind.
-fn copy_envelope(delivery: &Delivery) -> Envelope {
-    let mut envelope = Envelope::derived_from(&delivery.properties, MessageType::Lifecycle);
-    if envelope.message_id.is_empty() {
-        envelope.message_id = uuid::Uuid::new_v4().to_string();
-    }
-    let mut kept = FieldTable::default();
-    for (key, value) in envelope.headers.inner() {
-        let name = key.as_str();
-        let broker_owned = name == "x-death"
-            || name == "x-delivery-count"
-            || name.starts_with("x-first-death-")
-            || name.starts_with("x-last-death-");
-        let earlier_parking =
-            [PARK_REASON, ORIGIN_EXCHANGE, ORIGIN_ROUTING_KEY, PARKED_AT].contains(&name);
-        if !broker_owned && !earlier_parking {
-            kept.insert(ShortString::from(name), value.clone());
-        }
-    }
-    envelope.headers = kept;
-    envelope
 }
