@@ -25,8 +25,8 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
 use secrecy::SecretString;
 use spritz_proto::topology::BACKEND_SYNC_QUEUE;
+use spritz_service::link_consumer::follow_links;
 use spritz_service::{Broker, Link, Trust};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -40,9 +40,6 @@ use webhook::Webhook;
 /// Unacked deliveries per worker: enough to overlap a few webhook calls, small enough
 /// that one slow worker does not hold back events other workers could forward.
 pub const PREFETCH: u16 = 8;
-
-/// Pause before consuming again when the channel failed on a link that is still up.
-const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
 
 /// How events reach the lifecycle webhook.
 #[derive(Clone, Debug)]
@@ -126,44 +123,20 @@ pub async fn run_without_webhook(
     consume_links(broker, Arc::new(forwarder), shutdown).await;
 }
 
+/// Consumes on every live link in turn ([`follow_links`]), like every other
+/// subscription of the worker.
 async fn consume_links(broker: Broker, forwarder: Arc<Forwarder>, shutdown: CancellationToken) {
-    let mut links = broker.links();
-    loop {
-        let link = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            link = next_link(&mut links) => match link {
-                Some(link) => link,
-                None => return,
-            },
-        };
-        tracing::info!(
-            generation = link.generation(),
-            "backend sync: consuming {BACKEND_SYNC_QUEUE}"
-        );
-        if let Err(error) = consume(&link, &forwarder, &shutdown).await {
-            tracing::warn!(%error, "backend sync: consumer stopped");
+    follow_links(&broker, "backend sync", &shutdown, |link| {
+        let (forwarder, shutdown) = (forwarder.clone(), shutdown.clone());
+        async move {
+            tracing::info!(
+                generation = link.generation(),
+                "backend sync: consuming {BACKEND_SYNC_QUEUE}"
+            );
+            consume(&link, &forwarder, &shutdown).await
         }
-        if shutdown.is_cancelled() {
-            return;
-        }
-        if !link.is_broken() {
-            // The channel went away on a live connection (e.g. the queue was
-            // redeclared); do not spin.
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
-            }
-        }
-    }
-}
-
-/// The next live link; `None` when the broker handle is gone.
-async fn next_link(links: &mut watch::Receiver<Option<Arc<Link>>>) -> Option<Arc<Link>> {
-    let current = links
-        .wait_for(|link| link.as_ref().is_some_and(|link| !link.is_broken()))
-        .await;
-    current.ok().and_then(|link| link.clone())
+    })
+    .await;
 }
 
 /// Consumes on one link until it breaks, the channel ends or shutdown; in-flight

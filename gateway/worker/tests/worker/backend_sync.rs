@@ -416,3 +416,33 @@ async fn without_a_webhook_events_are_acked_and_counted_as_skipped() {
     broker.close().await;
     let _ = vhost.delete().await;
 }
+
+#[tokio::test]
+async fn backend_sync_comes_back_when_the_broker_cancels_its_consumer() {
+    let harness = Harness::start(8).await;
+    harness.publish("before", Phase::Ready).await;
+    harness.wait_for(SyncOutcome::Forwarded, 1).await;
+
+    // Deleting the queue makes the broker cancel its consumer; the link stays up.
+    let link = harness.broker.wait_ready(WAIT).await.expect("link");
+    let channel = link.create_channel().await.expect("channel");
+    channel
+        .queue_delete(
+            ShortString::from(BACKEND_SYNC_QUEUE),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("queue deleted");
+
+    // Reconnecting redeclares the queue (publishing is refused as unroutable until
+    // then); the consumer is back on it.
+    harness.publish("after", Phase::Ready).await;
+    harness.wait_for(SyncOutcome::Forwarded, 2).await;
+    let hooks = harness
+        .backend
+        .wait_for_lifecycle_webhooks(2, WAIT)
+        .await
+        .expect("webhooks");
+    assert_eq!(hooks[1]["instanceId"], "after");
+    harness.stop().await;
+}
