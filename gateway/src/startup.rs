@@ -39,9 +39,9 @@ impl Application {
         settings.confirm_timeout = config.publish_timeout;
         settings.publisher_channels = config.publisher_channels;
         settings.trust = config.trust.clone();
-        let shell = ProcessShell::start("gateway", settings)?;
+        let shell = ProcessShell::start("gateway", settings, config.metrics_addr.0).await?;
         let metrics = GatewayMetrics::register(shell.registry())?;
-        let shell = shell.bind_ops(config.metrics_addr.0).await?;
+        let shell = shell.build()?;
 
         let installer = Installer::new(&config)?;
         let state = AppState::new(

@@ -84,7 +84,7 @@ impl Notifier {
         );
         settings.max_backoff = config.broker_max_backoff;
         settings.trust = config.trust.clone();
-        let shell = ProcessShell::start("notifier", settings)?;
+        let shell = ProcessShell::start("notifier", settings, config.metrics_addr).await?;
         let metrics = NotifierMetrics::register(shell.registry())?;
         let status = Status::new();
         let shell = shell
@@ -92,8 +92,7 @@ impl Notifier {
                 let status = status.clone();
                 move || !status.is_leader() || status.is_synced()
             })
-            .bind_ops(config.metrics_addr)
-            .await?;
+            .build()?;
         Ok(Self {
             config,
             client,

@@ -70,8 +70,13 @@ impl OpsServer {
         readiness: Readiness,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        Ok(Self::on(listener, registry, readiness))
+    }
+
+    /// On a listener bound earlier (the process shell binds before it connects).
+    pub fn on(listener: TcpListener, registry: Registry, readiness: Readiness) -> Self {
         let router = router(registry, readiness);
-        Ok(Self { listener, router })
+        Self { listener, router }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

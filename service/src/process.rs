@@ -3,10 +3,10 @@
 //! broker check plus the role's own, and the ops listener. One start order and one
 //! stop order for all three roles:
 //!
-//! 1. [`ProcessShell::start`]: registry, broker; the role registers its metrics and
-//!    adds its readiness checks;
-//! 2. [`ProcessShell::bind_ops`]: the ops listener is bound (a port clash fails the
-//!    start);
+//! 1. [`ProcessShell::start`]: the ops listener is bound first (a port clash fails the
+//!    start before anything connects), then the registry and the broker; the role
+//!    registers its metrics and adds its readiness checks;
+//! 2. [`ProcessShell::build`]: the ops routes are put together;
 //! 3. [`BoundShell::serve`]: ops are served while the role runs;
 //! 4. [`RunningShell::stop`], after the role's own work has stopped: the broker
 //!    connection is closed, its supervisor awaited, and the ops listener stopped last,
@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 
 use prometheus::Registry;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,7 @@ pub enum ShellError {
 
 /// A role's shell before its ops listener is bound.
 pub struct ProcessShell {
+    listener: TcpListener,
     registry: Registry,
     broker: Broker,
     supervisor: OwnedTask<()>,
@@ -44,12 +46,23 @@ pub struct ProcessShell {
 }
 
 impl ProcessShell {
-    /// Registers `spritz_build_info{process=role}`, the process and broker metrics,
-    /// and starts connecting to the broker; `/readyz` will need a live broker link.
+    /// Binds the ops listener on `ops_addr` (port 0 picks one), registers
+    /// `spritz_build_info{process=role}`, the process and broker metrics, and starts
+    /// connecting to the broker; `/readyz` will need a live broker link.
     ///
     /// # Errors
-    /// A metric is already registered.
-    pub fn start(role: &str, settings: BrokerSettings) -> Result<Self, ShellError> {
+    /// The address cannot be bound, or a metric is already registered.
+    pub async fn start(
+        role: &str,
+        settings: BrokerSettings,
+        ops_addr: SocketAddr,
+    ) -> Result<Self, ShellError> {
+        let listener = TcpListener::bind(ops_addr)
+            .await
+            .map_err(|source| ShellError::Bind {
+                addr: ops_addr,
+                source,
+            })?;
         let registry = Registry::new();
         register_build_info(&registry, role)?;
         let broker_metrics = BrokerMetrics::register(&registry)?;
@@ -59,6 +72,7 @@ impl ProcessShell {
             move || broker.is_ready()
         });
         Ok(Self {
+            listener,
             registry,
             broker,
             supervisor: OwnedTask(supervisor),
@@ -86,20 +100,22 @@ impl ProcessShell {
         self
     }
 
-    /// Binds the ops listener on `addr` (port 0 picks one).
+    /// The ops routes over the role's metrics and readiness checks.
     ///
     /// # Errors
-    /// The address cannot be bound.
-    pub async fn bind_ops(self, addr: SocketAddr) -> Result<BoundShell, ShellError> {
-        let bind = |source| ShellError::Bind { addr, source };
-        let ops = OpsServer::bind(addr, self.registry, self.readiness)
-            .await
-            .map_err(bind)?;
-        let ops_addr = ops.local_addr().map_err(bind)?;
+    /// The bound listener has no address (it always has).
+    pub fn build(self) -> Result<BoundShell, ShellError> {
+        let ops_addr = self
+            .listener
+            .local_addr()
+            .map_err(|source| ShellError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
         Ok(BoundShell {
             broker: self.broker,
             supervisor: self.supervisor,
-            ops,
+            ops: OpsServer::on(self.listener, self.registry, self.readiness),
             ops_addr,
         })
     }
