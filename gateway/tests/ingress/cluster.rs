@@ -114,6 +114,7 @@ fn worker_config(
     WorkerConfig {
         amqp_url: amqp_url.into(),
         redis_url: isolation::redis_url(),
+        redis_sentinel: None,
         redis_key_prefix: redis_prefix.to_owned(),
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
         prefetch: 64,

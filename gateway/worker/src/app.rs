@@ -19,7 +19,8 @@ use crate::clients::http::build_client;
 use crate::clients::{AcpClient, BackendClient, SlackClient, SpritzClient};
 use crate::config::WorkerConfig;
 use crate::consumer::{self, ConsumerSettings, Settler};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::leases::Leases;
 use crate::ledger::Ledger;
 use crate::lifecycle::{self, LifecycleHandler};
 use crate::metrics::WorkerMetrics;
@@ -68,14 +69,23 @@ impl Application {
         let (broker, broker_task) = Broker::start(settings, broker_metrics);
 
         let background = CancellationToken::new();
+        let target = config
+            .redis_target()
+            .map_err(|error| Error::Invalid(format!("{}: {error}", crate::config::REDIS_URL)))?;
         let ledger = Ledger::connect(
-            &config.redis_url,
-            &config.trust,
+            target,
             &config.redis_key_prefix,
             config.timing.dedupe_ttl,
             config.timing.http_timeout,
             background.clone(),
-        )?;
+        );
+        let leases = Leases::default();
+        leases.spawn_renewer(
+            ledger.clone(),
+            config.timing.claim_lease,
+            metrics.clone(),
+            background.clone(),
+        );
 
         let http = build_client(&config.trust, config.timing.http_timeout)?;
         let services = &config.services;
@@ -100,6 +110,7 @@ impl Application {
         let pipeline = Arc::new(Pipeline::new(
             clients,
             ledger.clone(),
+            leases,
             sessions.clone(),
             waker.clone(),
             metrics.clone(),

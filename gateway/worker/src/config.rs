@@ -7,8 +7,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use spritz_service::AmqpAddresses;
+
+use crate::ledger::{RedisTarget, TargetError};
 use spritz_service::ListenAddr;
 use spritz_service::Trust;
 use spritz_service::config::{
@@ -22,6 +24,8 @@ pub use spritz_service::config::{
 };
 pub const REDIS_URL: &str = "SPRITZ_REDIS_URL";
 pub const REDIS_KEY_PREFIX: &str = "SPRITZ_REDIS_KEY_PREFIX";
+pub const REDIS_SENTINEL_MASTER: &str = "SPRITZ_REDIS_SENTINEL_MASTER";
+pub const REDIS_SENTINEL_PASSWORD: &str = "SPRITZ_REDIS_SENTINEL_PASSWORD";
 pub const PREFETCH: &str = "SPRITZ_WORKER_PREFETCH";
 pub const SHUTDOWN_GRACE: &str = "SPRITZ_WORKER_SHUTDOWN_GRACE";
 pub const CLAIM_LEASE: &str = "SPRITZ_WORKER_CLAIM_LEASE";
@@ -47,6 +51,16 @@ pub const VARIABLES: &[Variable] = &[
         name: REDIS_URL,
         default: Some(DEFAULT_REDIS_URL),
         help: "Redis URL of the delivery ledger",
+    },
+    Variable {
+        name: REDIS_SENTINEL_MASTER,
+        default: None,
+        help: "Sentinel master name; SPRITZ_REDIS_URL then lists the sentinels",
+    },
+    Variable {
+        name: REDIS_SENTINEL_PASSWORD,
+        default: None,
+        help: "password of the sentinels themselves (when they require one)",
     },
     Variable {
         name: REDIS_KEY_PREFIX,
@@ -187,12 +201,24 @@ pub struct LifecycleNotify {
     pub timeout: Duration,
 }
 
+/// Redis Sentinel settings: the master name the sentinels know the primary by, and
+/// the sentinels' own password.
+#[derive(Clone, Debug)]
+pub struct RedisSentinel {
+    pub master: String,
+    pub password: Option<SecretString>,
+}
+
 /// Everything `spritz-gateway worker` needs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     /// The broker's nodes; each URL holds a password and is shown only as host:port.
     pub amqp_url: AmqpAddresses,
+    /// The Redis server, or with [`WorkerConfig::redis_sentinel`] the sentinels; may
+    /// hold a password: never logged.
     pub redis_url: String,
+    /// Find the primary through Redis Sentinel.
+    pub redis_sentinel: Option<RedisSentinel>,
     pub redis_key_prefix: String,
     pub metrics_addr: SocketAddr,
     pub prefetch: u16,
@@ -259,16 +285,18 @@ impl WorkerConfig {
         let redis_url = env
             .get(REDIS_URL)
             .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
-        if redis::Client::open(redis_url.as_str()).is_err() {
-            return Err(ConfigError::new(
-                REDIS_URL,
-                "expected a redis://, rediss:// or redis+unix:// URL",
-            ));
+        let redis_sentinel = env.get(REDIS_SENTINEL_MASTER).map(|master| RedisSentinel {
+            master,
+            password: env.optional_secret(REDIS_SENTINEL_PASSWORD),
+        });
+        if let Err(error) = redis_target(&redis_url, redis_sentinel.as_ref()) {
+            return Err(ConfigError::new(REDIS_URL, error.to_string()));
         }
         let amqp_url = env.amqp_url()?;
         Ok(Self {
             amqp_url,
             redis_url,
+            redis_sentinel,
             redis_key_prefix: env
                 .get(REDIS_KEY_PREFIX)
                 .unwrap_or_else(|| "spritz:".to_owned()),
@@ -282,10 +310,28 @@ impl WorkerConfig {
         })
     }
 
+    /// The Redis the ledger uses (validated at start by [`WorkerConfig::from_env`]).
+    ///
+    /// # Errors
+    /// The URL (or, with Sentinel, the sentinel list) is malformed.
+    pub fn redis_target(&self) -> Result<RedisTarget, TargetError> {
+        redis_target(&self.redis_url, self.redis_sentinel.as_ref())
+    }
+
     /// The address parsed as the listener type, for callers that want it.
     pub fn metrics_listen_addr(&self) -> ListenAddr {
         ListenAddr(self.metrics_addr)
     }
+}
+
+fn redis_target(url: &str, sentinel: Option<&RedisSentinel>) -> Result<RedisTarget, TargetError> {
+    RedisTarget::parse(
+        url,
+        sentinel.map(|s| s.master.as_str()),
+        sentinel
+            .and_then(|s| s.password.as_ref())
+            .map(ExposeSecret::expose_secret),
+    )
 }
 
 #[cfg(test)]
@@ -340,5 +386,26 @@ mod tests {
                 .variable,
             PRINCIPAL_ID
         );
+    }
+
+    #[test]
+    fn a_sentinel_master_makes_the_redis_url_a_list_of_sentinels() {
+        let mut vars = minimal();
+        vars.push((REDIS_URL, "redis://:pw@s1:26379,s2:26379/0"));
+        vars.push((REDIS_SENTINEL_MASTER, "spritz"));
+        let config = WorkerConfig::from_env(&Env::from_map(vars)).expect("config");
+        assert_eq!(
+            config.redis_sentinel.as_ref().map(|s| s.master.as_str()),
+            Some("spritz")
+        );
+        assert!(matches!(
+            config.redis_target(),
+            Ok(RedisTarget::Sentinel { .. })
+        ));
+        let mut vars = minimal();
+        vars.push((REDIS_URL, "redis://"));
+        vars.push((REDIS_SENTINEL_MASTER, "spritz"));
+        let error = WorkerConfig::from_env(&Env::from_map(vars)).expect_err("no sentinel");
+        assert_eq!(error.variable, REDIS_URL);
     }
 }

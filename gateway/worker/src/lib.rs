@@ -4,7 +4,8 @@
 //! Layout: [`app`] assembles the process; [`consumer`] takes deliveries off the work
 //! queue and settles each [`outcome::Outcome`] with the broker; [`pipeline`] turns one
 //! delivery into an outcome, using the [`ledger`] (Redis: claims, done marks, prompt
-//! and status records, conversation locks), the [`sessions`] cache and the
+//! and status records, conversation locks; [`leases`] renews the claims of every
+//! delivery in flight at once), the [`sessions`] cache and the
 //! [`clients`] of the external services; [`requeue`] publishes retry and parking-lot
 //! copies; [`lifecycle`] consumes this worker's broadcast queue and [`wake`] wakes
 //! deliveries waiting for a runtime; [`backend_sync`] forwards lifecycle events to the
@@ -20,6 +21,7 @@ pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod error;
+pub mod leases;
 pub mod ledger;
 pub mod lifecycle;
 pub mod message_trace;

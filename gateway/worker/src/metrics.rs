@@ -72,6 +72,12 @@ pub struct WorkerMetrics {
     pub lifecycle_events: IntCounterVec,
     /// Deliveries handed back because their ledger claim was lost mid-work.
     pub claims_lost: IntCounter,
+    /// How late each lease renewal tick started (runtime starvation shows here first).
+    pub lease_renewal_lateness: Histogram,
+    /// One renewal tick: every claim held, in pipelined Redis calls.
+    pub lease_renewal_seconds: Histogram,
+    /// Renewal ticks Redis did not answer (tried again shortly).
+    pub lease_renewal_failures: IntCounter,
 }
 
 impl WorkerMetrics {
@@ -143,6 +149,24 @@ impl WorkerMetrics {
             "spritz_worker_claims_lost_total",
             "Deliveries handed back because their ledger claim was lost mid-work",
         )?;
+        let lease_renewal_lateness = Histogram::with_opts(
+            HistogramOpts::new(
+                "spritz_worker_lease_renewal_lateness_seconds",
+                "How late a claim-renewal tick started after it was due",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let lease_renewal_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "spritz_worker_lease_renewal_seconds",
+                "One claim-renewal tick: every claim in flight, pipelined",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let lease_renewal_failures = IntCounter::new(
+            "spritz_worker_lease_renewal_failures_total",
+            "Claim-renewal ticks Redis did not answer",
+        )?;
         for outcome in OUTCOMES {
             deliveries.with_label_values(&[*outcome]);
         }
@@ -171,6 +195,9 @@ impl WorkerMetrics {
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(lifecycle_events.clone()))?;
         registry.register(Box::new(claims_lost.clone()))?;
+        registry.register(Box::new(lease_renewal_lateness.clone()))?;
+        registry.register(Box::new(lease_renewal_seconds.clone()))?;
+        registry.register(Box::new(lease_renewal_failures.clone()))?;
         Ok(Self {
             deliveries,
             stage_seconds,
@@ -182,6 +209,9 @@ impl WorkerMetrics {
             in_flight,
             lifecycle_events,
             claims_lost,
+            lease_renewal_lateness,
+            lease_renewal_seconds,
+            lease_renewal_failures,
         })
     }
 

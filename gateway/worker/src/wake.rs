@@ -164,7 +164,11 @@ async fn republish(waiting: Waiting, requeue: &Requeue, ledger: &Ledger) -> bool
         tracing::warn!(event_id = %event.event_id, error = %error, "waking a delivery failed; it keeps its delay");
         return false;
     }
-    match ledger.supersede(&event.event_id, attempt).await {
+    let key = event.user_message().map(|m| m.message_key(&event.team_id));
+    match ledger
+        .supersede(&event.event_id, key.as_deref(), attempt)
+        .await
+    {
         Ok(_) => {}
         // Both copies then run; the ledger claim and done marks keep it to one reply.
         Err(error) => {

@@ -17,7 +17,7 @@ mod recovery;
 mod reply;
 mod uninstall;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spritz_proto::{ParkReason, Resume, SlackEvent, SlackEventKind, UserMessage};
@@ -28,6 +28,7 @@ use crate::clients::backend::BackendClient;
 use crate::clients::slack::SlackClient;
 use crate::clients::spritz::SpritzClient;
 use crate::config::Timing;
+use crate::leases::{Leases, LockSlot};
 use crate::ledger::{Claim, ClaimResult, ConversationLock, Ledger};
 use crate::metrics::WorkerMetrics;
 use crate::outcome::{Incoming, Outcome, RetryStage};
@@ -47,6 +48,7 @@ pub struct Clients {
 pub struct Pipeline {
     clients: Clients,
     ledger: Ledger,
+    leases: Leases,
     sessions: SessionCache,
     waker: Waker,
     metrics: WorkerMetrics,
@@ -55,10 +57,10 @@ pub struct Pipeline {
 }
 
 /// The claim a delivery holds, and the conversation lock once taken; both are
-/// renewed together while the delivery works.
+/// renewed together while the delivery works (by [`Leases`], which shares them).
 struct Held {
-    claim: Claim,
-    lock: Mutex<Option<ConversationLock>>,
+    claim: Arc<Claim>,
+    lock: LockSlot,
 }
 
 impl Held {
@@ -119,9 +121,11 @@ impl Turn<'_> {
 }
 
 impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         clients: Clients,
         ledger: Ledger,
+        leases: Leases,
         sessions: SessionCache,
         waker: Waker,
         metrics: WorkerMetrics,
@@ -131,6 +135,7 @@ impl Pipeline {
         Self {
             clients,
             ledger,
+            leases,
             sessions,
             waker,
             metrics,
@@ -214,8 +219,8 @@ impl Pipeline {
             Err(error) => return self.ledger_unavailable(event, &error),
         };
         let held = Held {
-            claim,
-            lock: Mutex::new(None),
+            claim: Arc::new(claim),
+            lock: LockSlot::default(),
         };
         let outcome = self.with_lease(&held, self.handle(event, &held)).await;
         self.settle_claim(&held, &outcome).await;
@@ -231,33 +236,20 @@ impl Pipeline {
         }
     }
 
-    /// Runs `work` while renewing the claim (and conversation lock) every third of the
-    /// lease, so a live worker keeps its claim and a dead one loses it. A renewal that
-    /// finds the claim gone (its lease ran out, another worker holds it now) stops the
-    /// work and hands the delivery back: working on without the claim could answer a
-    /// message twice. A renewal Redis did not answer is retried at the next tick.
+    /// Runs `work` while [`Leases`] renews the claim (and conversation lock), so a
+    /// live worker keeps its claim and a dead one loses it. A renewal that finds the
+    /// claim gone (its lease ran out, another worker holds it now) stops the work and
+    /// hands the delivery back: working on without the claim could answer a message
+    /// twice. The hold is dropped before the claim is settled.
     async fn with_lease(&self, held: &Held, work: impl Future<Output = Outcome>) -> Outcome {
-        let lease = self.timing.claim_lease;
-        let renew = async {
-            let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let lock = held.lock_slot().clone();
-                match self.ledger.renew(&held.claim, lock.as_ref(), lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!("the claim was lost; handing the delivery back");
-                        self.metrics.claims_lost.inc();
-                        return;
-                    }
-                    Err(error) => tracing::warn!(error = %error, "could not renew the claim"),
-                }
-            }
-        };
+        let hold = self.leases.hold(held.claim.clone(), held.lock.clone());
         tokio::select! {
             outcome = work => outcome,
-            () = renew => Outcome::HandBack,
+            () = hold.lost() => {
+                tracing::warn!("the claim was lost; handing the delivery back");
+                self.metrics.claims_lost.inc();
+                Outcome::HandBack
+            }
         }
     }
 

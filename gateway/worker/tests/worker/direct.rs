@@ -120,7 +120,13 @@ async fn a_delivery_whose_claim_is_lost_mid_prompt_is_handed_back() {
         .expect("prompt started");
 
     // The lease ran out and another worker claimed the message meanwhile.
-    let key = format!("{}claim:event:{}", world.redis_prefix, event.event_id);
+    let message_key = event.user_message().map(|m| m.message_key(&event.team_id));
+    let key = spritz_worker::ledger::keys::MessageKeys::new(
+        &world.redis_prefix,
+        &event.event_id,
+        message_key.as_deref(),
+    )
+    .claim_event;
     let client = redis::Client::open(isolation::redis_url()).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()

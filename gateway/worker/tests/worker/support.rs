@@ -89,6 +89,7 @@ impl World {
         WorkerConfig {
             amqp_url: self.vhost.amqp_url().into(),
             redis_url: isolation::redis_url(),
+            redis_sentinel: None,
             redis_key_prefix: self.redis_prefix.clone(),
             metrics_addr: "127.0.0.1:0".parse().expect("addr"),
             prefetch: 16,

@@ -3,34 +3,43 @@
 //! prompt reached the agent, which status messages were posted, and which
 //! conversation is being prompted (conversation locks).
 //!
-//! Keys (all under the configured prefix, all expiring):
-//! - `claim:event:<event_id>`, `claim:msg:<team:channel:ts>`: the owner token of the
-//!   worker processing the message; lease renewed while it works, so a crashed
-//!   worker's claim runs out by itself.
-//! - `done:event:<event_id>`, `done:msg:<team:channel:ts>`: the message is finished
+//! Keys (all under the configured prefix, all expiring; the layout is [`keys`]):
+//! - `claim:event:{<tag>}:<event_id>`, `claim:msg:{<tag>}`: the owner token of the
+//!   worker processing the message; lease renewed while it works (for every delivery
+//!   of the process at once, [`crate::leases`]), so a crashed worker's claim runs out
+//!   by itself.
+//! - `done:event:{<tag>}:<event_id>`, `done:msg:{<tag>}`: the message is finished
 //!   (replied, answered with a failure, dropped); later copies are duplicates. TTL:
 //!   `SPRITZ_SLACK_DEDUPE_TTL`.
+//! - `wake:{<tag>}:<event_id>`: the lowest attempt number still current; copies below
+//!   it were superseded by a lifecycle wake-up and are dropped.
 //! - `prompt:<team:channel:ts>`: the prompt was delivered (the value: the Spritz
 //!   conversation's name); it is never sent again.
 //! - `status:<team:channel:ts>:<purpose>`: a status message was posted (its `ts`), or
 //!   is being posted (`pending:<owner>`), so there is at most one per purpose.
-//! - `wake:<event_id>`: the lowest attempt number still current; copies below it were
-//!   superseded by a lifecycle wake-up and are dropped.
 //! - `conv:<team>:<external conversation id>`: one prompt at a time per conversation.
 //!
-//! Every check-and-set is one Lua script, so concurrent workers cannot interleave.
-//! Multi-key scripts assume a single Redis (not Redis Cluster).
+//! `<tag>` is the message key `team:channel:ts` (the event id for events without
+//! one): every script touches the keys of one message, all in one hash slot, so the
+//! ledger works on Redis Cluster as well as on one server or behind Sentinel
+//! ([`target`], [`link`]).
+
+pub mod keys;
+mod link;
+mod scripts;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use spritz_service::Trust;
-use tokio::sync::OnceCell;
+use redis::{RedisError, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
+use self::keys::{LegacyKeys, MessageKeys};
+use self::link::{LedgerConnection, RedisLink};
+use self::scripts::{Scripts, evalsha};
+pub use self::target::{RedisTarget, TargetError};
+use crate::error::Result;
 
 /// Purposes of the messages the worker posts besides the reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,172 +98,75 @@ pub struct Delivered {
 }
 
 /// A held conversation lock.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationLock {
     key: String,
 }
 
-const CLAIM: &str = r"
-for i = 1, 2 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return 'duplicate' end
-end
-local gen = tonumber(redis.call('GET', KEYS[5]) or '0')
-if tonumber(ARGV[3]) < gen then return 'superseded' end
-for i = 3, 4 do
-  local holder = redis.call('GET', KEYS[i])
-  if holder and holder ~= ARGV[1] then return 'busy' end
-end
-redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-return 'claimed'
-";
-
-/// KEYS: the keys to delete when held by ARGV[1].
-const RELEASE: &str = r"
-local n = 0
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then n = n + redis.call('DEL', KEYS[i]) end
-end
-return n
-";
-
-/// KEYS: keys to extend to ARGV[2] ms when held by ARGV[1]. Returns how many were.
-const RENEW: &str = r"
-local n = 0
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then n = n + redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
-end
-return n
-";
-
-/// KEYS[1..n] done marks, then claim keys; ARGV: owner, ttl ms, number of done marks.
-const FINISH: &str = r"
-local marks = tonumber(ARGV[3])
-for i = 1, marks do redis.call('SET', KEYS[i], '1', 'PX', ARGV[2]) end
-for i = marks + 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
-end
-return 1
-";
-
-/// Raise the wake generation to ARGV[1] unless it is already there.
-const WAKE: &str = r"
-local gen = tonumber(redis.call('GET', KEYS[1]) or '0')
-if gen >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-";
-
-/// Confirm a status record we reserved: ARGV owner-pending value, ts, ttl.
-const CONFIRM_STATUS: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
-";
-
 /// The longest a ledger call waits for Redis's answer.
 const MAX_RESPONSE_WAIT: Duration = Duration::from_secs(2);
 
-struct Scripts {
-    claim: Script,
-    release: Script,
-    renew: Script,
-    finish: Script,
-    wake: Script,
-    confirm_status: Script,
+/// Renewals sent in one pipeline: a tick renews every claim of the process in
+/// pipelines of at most this many messages, so one huge request does not hold every
+/// other ledger call behind it on the shared connection.
+const RENEWALS_PER_PIPELINE: usize = 1000;
+
+/// One delivery's holds, renewed together.
+#[derive(Debug, Clone)]
+pub struct Renewal {
+    pub claim: Arc<Claim>,
+    pub lock: Option<ConversationLock>,
+}
+
+/// What one renewal found: for the claim and for the lock (when one was sent),
+/// `Some(true)` still held, `Some(false)` lost (no longer this claim's: its lease ran
+/// out and another worker may hold it), `None` unknown (Redis answered that call with
+/// an error; the next tick tries again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewed {
+    pub claim: Option<bool>,
+    pub lock: Option<bool>,
 }
 
 /// A handle on the ledger; cheap to clone. The Redis connection is made in the
-/// background and re-made by [`ConnectionManager`] when it drops; until it exists
-/// every call fails with [`Error::RedisUnavailable`] (deliveries are then retried,
-/// never processed without a claim).
+/// background and re-made when it breaks ([`link`]); until it exists every call fails
+/// with [`Error::RedisUnavailable`] (deliveries are then retried, never processed
+/// without a claim).
 #[derive(Clone)]
 pub struct Ledger {
-    connection: Arc<OnceCell<ConnectionManager>>,
+    link: Arc<RedisLink>,
     prefix: Arc<str>,
     ttl: Duration,
     scripts: Arc<Scripts>,
 }
 
 impl Ledger {
-    /// Starts connecting to `redis_url` in the background (retrying until `stop`); a
-    /// `rediss://` server is verified against `trust`.
-    ///
-    /// # Errors
-    /// The URL is not a Redis URL.
+    /// Starts connecting to `target` in the background (retrying until `stop`).
     pub fn connect(
-        redis_url: &str,
-        trust: &Trust,
+        target: RedisTarget,
         prefix: &str,
         ttl: Duration,
         timeout: Duration,
         stop: CancellationToken,
-    ) -> Result<Self> {
-        let client = redis_client(redis_url, trust)?;
-        let ledger = Self {
-            connection: Arc::new(OnceCell::new()),
+    ) -> Self {
+        // A ledger call is a few microseconds of Redis work; waiting long on a stuck
+        // Redis only holds the delivery up (and, for renewals, eats the lease).
+        let link = RedisLink::start(target, timeout, timeout.min(MAX_RESPONSE_WAIT), stop);
+        Self {
+            link,
             prefix: Arc::from(prefix),
             ttl,
-            scripts: Arc::new(Scripts {
-                claim: Script::new(CLAIM),
-                release: Script::new(RELEASE),
-                renew: Script::new(RENEW),
-                finish: Script::new(FINISH),
-                wake: Script::new(WAKE),
-                confirm_status: Script::new(CONFIRM_STATUS),
-            }),
-        };
-        let cell = ledger.connection.clone();
-        tokio::spawn(async move {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                // A ledger call is a few microseconds of Redis work; waiting long on a
-                // stuck Redis only holds the delivery up.
-                .set_response_timeout(Some(timeout.min(MAX_RESPONSE_WAIT)))
-                .set_max_delay(Duration::from_secs(2));
-            let mut delay = Duration::from_millis(100);
-            loop {
-                let attempt = tokio::select! {
-                    attempt = ConnectionManager::new_with_config(client.clone(), config.clone()) => attempt,
-                    () = stop.cancelled() => return,
-                };
-                match attempt {
-                    Ok(manager) => {
-                        let _ = cell.set(manager);
-                        tracing::info!("redis connected");
-                        return;
-                    }
-                    Err(error) => tracing::warn!(%error, "redis connection failed"),
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = stop.cancelled() => return,
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        });
-        Ok(ledger)
+            scripts: Arc::new(Scripts::new()),
+        }
     }
 
-    /// Connected at least once (the manager reconnects by itself afterwards).
+    /// Connected at least once (the link reconnects by itself afterwards).
     pub fn is_connected(&self) -> bool {
-        self.connection.initialized()
+        self.link.connected_once()
     }
 
-    fn conn(&self) -> Result<ConnectionManager> {
-        self.connection
-            .get()
-            .cloned()
-            .ok_or(Error::RedisUnavailable)
-    }
-
-    fn key(&self, parts: &[&str]) -> String {
-        let mut key = String::with_capacity(64);
-        key.push_str(&self.prefix);
-        key.push_str(&parts.join(":"));
-        key
+    fn conn(&self) -> Result<LedgerConnection> {
+        self.link.connection()
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -262,6 +174,10 @@ impl Ledger {
     }
 
     /// Claims a message by event id and (for user messages) message key.
+    ///
+    /// The same round trip reads the untagged claim and done keys of the release
+    /// before ([`LegacyKeys`]), so during a rolling upgrade a message an old worker
+    /// holds stays busy and one it finished stays a duplicate.
     ///
     /// # Errors
     /// Redis is unreachable.
@@ -273,72 +189,132 @@ impl Ledger {
         lease: Duration,
     ) -> Result<ClaimResult> {
         let owner = uuid::Uuid::new_v4().simple().to_string();
-        let done_event = self.key(&["done", "event", event_id]);
-        let claim_event = self.key(&["claim", "event", event_id]);
-        let (done_msg, claim_msg) = match message_key {
-            Some(key) => (
-                self.key(&["done", "msg", key]),
-                self.key(&["claim", "msg", key]),
-            ),
-            None => (done_event.clone(), claim_event.clone()),
-        };
-        let wake = self.key(&["wake", event_id]);
+        let keys = MessageKeys::new(&self.prefix, event_id, message_key);
+        let legacy = LegacyKeys::new(&self.prefix, event_id, message_key);
+        let done_msg = keys.done_msg.as_deref().unwrap_or(&keys.done_event);
+        let claim_msg = keys.claim_msg.as_deref().unwrap_or(&keys.claim_event);
+        let lease_ms = millis(lease).to_string();
+        let attempt_arg = attempt.to_string();
+        let claim_cmd = evalsha(
+            &self.scripts.claim,
+            &[
+                &keys.done_event,
+                done_msg,
+                &keys.claim_event,
+                claim_msg,
+                &keys.wake,
+            ],
+            &[
+                owner.as_bytes(),
+                lease_ms.as_bytes(),
+                attempt_arg.as_bytes(),
+            ],
+        );
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for key in &legacy.done {
+            pipe.exists(key);
+        }
+        for key in &legacy.claims {
+            pipe.exists(key);
+        }
+        pipe.add_command(claim_cmd);
         let mut conn = self.conn()?;
-        let answer: String = self
-            .scripts
-            .claim
-            .key(&done_event)
-            .key(&done_msg)
-            .key(&claim_event)
-            .key(&claim_msg)
-            .key(&wake)
-            .arg(&owner)
-            .arg(millis(lease))
-            .arg(attempt)
-            .invoke_async(&mut conn)
-            .await?;
+        let mut answers: Vec<Value> = pipe.query_async(&mut conn).await?;
+        if answers.iter().any(is_noscript_value) {
+            self.scripts.claim.load_async(&mut conn).await?;
+            answers = pipe.query_async(&mut conn).await?;
+        }
+        let claim_answer = answers.pop().unwrap_or(Value::Nil);
+        let legacy_answers = answers;
+        let answer: String = match claim_answer {
+            Value::ServerError(error) => {
+                let error = RedisError::from(error);
+                conn.report(&error);
+                return Err(error.into());
+            }
+            other => redis::from_redis_value(other).map_err(RedisError::from)?,
+        };
+        let legacy_done = legacy_answers[..legacy.done.len()]
+            .iter()
+            .any(|v| matches!(v, Value::Int(1)));
+        let legacy_busy = legacy_answers[legacy.done.len()..]
+            .iter()
+            .any(|v| matches!(v, Value::Int(1)));
+        let claim = Claim {
+            owner,
+            keys: std::iter::once(keys.claim_event)
+                .chain(keys.claim_msg)
+                .collect(),
+            done_keys: std::iter::once(keys.done_event)
+                .chain(keys.done_msg)
+                .collect(),
+        };
+        if answer == "claimed" && (legacy_done || legacy_busy) {
+            self.release(&claim).await?;
+        }
         Ok(match answer.as_str() {
             "duplicate" => ClaimResult::Duplicate,
             "superseded" => ClaimResult::Superseded,
             "busy" => ClaimResult::Busy,
-            _ => {
-                let mut keys = vec![claim_event];
-                let mut done_keys = vec![done_event];
-                if message_key.is_some() {
-                    keys.push(claim_msg);
-                    done_keys.push(done_msg);
-                }
-                ClaimResult::Claimed(Claim {
-                    owner,
-                    keys,
-                    done_keys,
-                })
-            }
+            _ if legacy_done => ClaimResult::Duplicate,
+            _ if legacy_busy => ClaimResult::Busy,
+            _ => ClaimResult::Claimed(claim),
         })
     }
 
-    /// Extends the claim (and a conversation lock, when held) by `lease`; `false` when
-    /// any of them is no longer this claim's (the lease ran out and another worker may
-    /// hold the message now).
+    /// Extends every claim in `renewals` (and each one's conversation lock) by
+    /// `lease`, in pipelines of per-message `EVALSHA`s: one round trip per
+    /// [`RENEWALS_PER_PIPELINE`] deliveries instead of one per delivery. A script
+    /// only ever touches one message's keys (or one lock key), so the calls stay
+    /// valid on Redis Cluster, where a pipeline is split by node.
+    ///
+    /// One [`Renewed`] per renewal, in order.
     ///
     /// # Errors
-    /// Redis is unreachable.
-    pub async fn renew(
-        &self,
-        claim: &Claim,
-        lock: Option<&ConversationLock>,
-        lease: Duration,
-    ) -> Result<bool> {
+    /// Redis is unreachable or did not answer in time.
+    pub async fn renew_all(&self, renewals: &[Renewal], lease: Duration) -> Result<Vec<Renewed>> {
         let mut conn = self.conn()?;
-        let mut invocation = self.scripts.renew.prepare_invoke();
-        let mut keys = 0;
-        for key in claim.keys.iter().chain(lock.map(|l| &l.key)) {
-            invocation.key(key);
-            keys += 1;
+        let lease_ms = millis(lease).to_string();
+        let mut held = Vec::with_capacity(renewals.len());
+        for chunk in renewals.chunks(RENEWALS_PER_PIPELINE) {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for renewal in chunk {
+                let claim = &renewal.claim;
+                let keys: Vec<&str> = claim.keys.iter().map(String::as_str).collect();
+                let args: [&[u8]; 2] = [claim.owner.as_bytes(), lease_ms.as_bytes()];
+                pipe.add_command(evalsha(&self.scripts.renew, &keys, &args));
+                if let Some(lock) = &renewal.lock {
+                    pipe.add_command(evalsha(&self.scripts.renew, &[&lock.key], &args));
+                }
+            }
+            let mut answers: Vec<Value> = pipe.query_async(&mut conn).await?;
+            if answers.iter().any(is_noscript_value) {
+                self.scripts.renew.load_async(&mut conn).await?;
+                answers = pipe.query_async(&mut conn).await?;
+            }
+            let mut answers = answers.into_iter();
+            let read = |answer: Option<Value>, expected: usize| match answer
+                .map(|a| renewed(&a, expected))
+            {
+                Some(Ok(held)) => Some(held),
+                Some(Err(error)) => {
+                    conn.report(&error);
+                    None
+                }
+                None => None,
+            };
+            for renewal in chunk {
+                let claim = read(answers.next(), renewal.claim.keys.len());
+                let lock = match &renewal.lock {
+                    Some(_) => read(answers.next(), 1),
+                    None => None,
+                };
+                held.push(Renewed { claim, lock });
+            }
         }
-        invocation.arg(&claim.owner).arg(millis(lease));
-        let renewed: i64 = invocation.invoke_async(&mut conn).await?;
-        Ok(renewed == keys)
+        Ok(held)
     }
 
     /// Lets go of a message that is not finished (it was re-queued or parked).
@@ -381,7 +357,7 @@ impl Ledger {
     pub async fn prompt_delivered(&self, message_key: &str) -> Result<Option<Delivered>> {
         let mut conn = self.conn()?;
         let record: Option<String> = redis::cmd("GET")
-            .arg(self.key(&["prompt", message_key]))
+            .arg(keys::prompt(&self.prefix, message_key))
             .query_async(&mut conn)
             .await?;
         Ok(record.map(|conversation| Delivered {
@@ -401,7 +377,7 @@ impl Ledger {
     ) -> Result<()> {
         let mut conn = self.conn()?;
         let _: () = redis::cmd("SET")
-            .arg(self.key(&["prompt", message_key]))
+            .arg(keys::prompt(&self.prefix, message_key))
             .arg(conversation)
             .arg("PX")
             .arg(self.ttl_ms())
@@ -423,7 +399,7 @@ impl Ledger {
     ) -> Result<bool> {
         let mut conn = self.conn()?;
         let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(&["status", message_key, purpose.as_str()]))
+            .arg(keys::status(&self.prefix, message_key, purpose.as_str()))
             .arg(format!("pending:{owner}"))
             .arg("NX")
             .arg("PX")
@@ -448,7 +424,7 @@ impl Ledger {
         let _: i64 = self
             .scripts
             .confirm_status
-            .key(self.key(&["status", message_key, purpose.as_str()]))
+            .key(keys::status(&self.prefix, message_key, purpose.as_str()))
             .arg(format!("pending:{owner}"))
             .arg(ts)
             .arg(self.ttl_ms())
@@ -471,7 +447,7 @@ impl Ledger {
         let _: i64 = self
             .scripts
             .release
-            .key(self.key(&["status", message_key, purpose.as_str()]))
+            .key(keys::status(&self.prefix, message_key, purpose.as_str()))
             .arg(format!("pending:{owner}"))
             .invoke_async(&mut conn)
             .await?;
@@ -485,7 +461,7 @@ impl Ledger {
     pub async fn status_exists(&self, message_key: &str, purpose: StatusPurpose) -> Result<bool> {
         let mut conn = self.conn()?;
         let exists: bool = redis::cmd("EXISTS")
-            .arg(self.key(&["status", message_key, purpose.as_str()]))
+            .arg(keys::status(&self.prefix, message_key, purpose.as_str()))
             .query_async(&mut conn)
             .await?;
         Ok(exists)
@@ -502,7 +478,7 @@ impl Ledger {
         claim: &Claim,
         lease: Duration,
     ) -> Result<Option<ConversationLock>> {
-        let key = self.key(&["conv", team_id, conversation]);
+        let key = keys::conversation(&self.prefix, team_id, conversation);
         let mut conn = self.conn()?;
         let set: Option<String> = redis::cmd("SET")
             .arg(&key)
@@ -536,12 +512,17 @@ impl Ledger {
     ///
     /// # Errors
     /// Redis is unreachable.
-    pub async fn supersede(&self, event_id: &str, attempt: u32) -> Result<bool> {
+    pub async fn supersede(
+        &self,
+        event_id: &str,
+        message_key: Option<&str>,
+        attempt: u32,
+    ) -> Result<bool> {
         let mut conn = self.conn()?;
         let raised: i64 = self
             .scripts
             .wake
-            .key(self.key(&["wake", event_id]))
+            .key(keys::wake(&self.prefix, event_id, message_key))
             .arg(attempt)
             .arg(self.ttl_ms())
             .invoke_async(&mut conn)
@@ -556,18 +537,18 @@ fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
-/// A client for `redis_url`. With an extra CA bundle configured, a `rediss://` client
-/// is given every trusted root (the Redis client replaces its platform roots with the
-/// ones it is handed); otherwise it loads the platform's roots itself.
-fn redis_client(redis_url: &str, trust: &Trust) -> redis::RedisResult<redis::Client> {
-    match trust.all_roots_pem() {
-        Some(roots) if redis_url.starts_with("rediss://") => redis::Client::build_with_tls(
-            redis_url,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(roots.to_vec()),
-            },
-        ),
-        _ => redis::Client::open(redis_url),
+/// How many of `expected` keys a `RENEW` answer says were extended, as held or lost.
+fn renewed(answer: &Value, expected: usize) -> Result<bool, RedisError> {
+    match answer {
+        Value::Int(n) => Ok(usize::try_from(*n).is_ok_and(|n| n == expected)),
+        Value::ServerError(error) => Err(error.clone().into()),
+        _ => Err(RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "unexpected answer to a lease renewal",
+        ))),
     }
+}
+
+fn is_noscript_value(answer: &Value) -> bool {
+    matches!(answer, Value::ServerError(error) if error.kind() == Some(redis::ServerErrorKind::NoScript))
 }
