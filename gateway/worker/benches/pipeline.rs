@@ -12,17 +12,13 @@
 //! the binary (default `$CARGO_TARGET_DIR/release/spritz-gateway`).
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use spritz_proto::properties::Envelope;
-use spritz_proto::topology;
-use spritz_proto::traceparent::TraceParent;
-use spritz_proto::{LifecycleEvent, MessageType, Phase};
+use spritz_proto::Phase;
 use spritz_sandbox::backend::{ExchangeMode, FakeBackend, TeamInstall};
 use spritz_sandbox::isolation::{self, BrokerAdmin};
 use spritz_sandbox::slack::FakeSlack;
@@ -37,6 +33,12 @@ const BACKEND_TOKEN: &str = "bench-backend-token";
 const SERVICE_TOKEN: &str = "bench-service-token";
 const TEAM: &str = "TBENCH";
 
+mod support;
+use support::{
+    Children, clock_ticks_per_second, cpu_ticks, env_usize, free_port, gateway_binary, percentile,
+    publish_lifecycle, worker_metric,
+};
+
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -44,39 +46,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run())
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A free local port (bound, read, released) for the child processes.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Kills the child processes when the bench ends, however it ends.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 async fn run() -> anyhow::Result<()> {
     let burst = env_usize("BENCH_MESSAGES", 5000);
     let rate = env_usize("BENCH_RATE", 200);
     let seconds = env_usize("BENCH_SECONDS", 10);
     let senders = env_usize("BENCH_SENDERS", 64);
-    let binary = std::env::var("SPRITZ_GATEWAY_BIN").unwrap_or_else(|_| {
-        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-        format!("{target}/release/spritz-gateway")
-    });
+    let binary = gateway_binary();
 
     let slack = FakeSlack::start().await?;
     let backend = FakeBackend::start(BACKEND_TOKEN).await?;
@@ -284,54 +259,6 @@ const WAKE_TEAM: &str = "TWAKE";
 const EXPIRED_SAMPLE: &str =
     "spritz_worker_lifecycle_events_total{action=\"invalidated\",phase=\"Expired\"}";
 
-async fn publish_lifecycle(
-    broker: &Broker,
-    install: &TeamInstall,
-    phase: Phase,
-) -> anyhow::Result<()> {
-    let event = LifecycleEvent::new(
-        install.namespace.clone(),
-        install.instance_id.clone(),
-        "uid-wake".into(),
-        phase,
-        None,
-        chrono::Utc::now().timestamp_micros().to_string(),
-        chrono::Utc::now(),
-    );
-    let body = serde_json::to_vec(&event)?;
-    let envelope = Envelope::new(
-        event.message_id(),
-        MessageType::Lifecycle,
-        TraceParent::new_root(),
-    );
-    broker
-        .publish(
-            topology::LIFECYCLE_EXCHANGE,
-            &event.routing_key(),
-            &body,
-            &envelope,
-        )
-        .await?;
-    Ok(())
-}
-
-async fn worker_metric(http: &reqwest::Client, ops: u16, sample: &str) -> f64 {
-    let Ok(response) = http
-        .get(format!("http://127.0.0.1:{ops}/metrics"))
-        .send()
-        .await
-    else {
-        return 0.0;
-    };
-    let body = response.text().await.unwrap_or_default();
-    body.lines()
-        .find_map(|line| {
-            line.strip_prefix(sample)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
 /// Sends signed events and matches the fake Slack's posts to them.
 struct Driver {
     http: reqwest::Client,
@@ -483,36 +410,4 @@ fn record_arrivals(slack: FakeSlack, arrivals: Arc<std::sync::Mutex<Vec<Instant>
             }
         }
     });
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_name = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("stat format")?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields after the name start at field 3 (state); utime is 14, stime 15.
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }

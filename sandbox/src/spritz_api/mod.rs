@@ -224,6 +224,11 @@ impl FakeSpritz {
         });
     }
 
+    /// How many prompts arrived so far, without copying them (for benchmarks that poll).
+    pub fn prompt_count(&self) -> usize {
+        self.state.borrow().prompts.len()
+    }
+
     /// Every prompt received, in arrival order.
     pub fn prompts(&self) -> Vec<PromptRecord> {
         self.state.borrow().prompts.clone()
