@@ -14,5 +14,6 @@ mod process;
 mod prompt;
 mod recovery;
 mod reply;
+mod sentinel;
 mod tls;
 mod traces;
