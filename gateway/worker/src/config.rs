@@ -41,7 +41,10 @@ pub const LIFECYCLE_NOTIFY_TOKEN: &str = "SPRITZ_LIFECYCLE_NOTIFY_AUTH_TOKEN";
 pub const LIFECYCLE_NOTIFY_TIMEOUT: &str = "SPRITZ_LIFECYCLE_NOTIFY_TIMEOUT";
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-const DEFAULT_PREFETCH: u16 = 64;
+/// Deliveries one worker holds at once. A waiting prompt costs little (see the README,
+/// *Performance*), so the default is sized for slow agents: 1,000 prompts of 60 s are
+/// about 17 replies/s per worker; 10,000 fit well under 256 MB.
+const DEFAULT_PREFETCH: u16 = 1000;
 const DEFAULT_MAX_ATTEMPTS: u32 = 300;
 
 /// Every variable the worker reads, for `spritz-gateway worker --help`.
@@ -70,7 +73,7 @@ pub const VARIABLES: &[Variable] = &[
     METRICS_ADDR_VARIABLE,
     Variable {
         name: PREFETCH,
-        default: Some("64"),
+        default: Some("1000"),
         help: "deliveries processed at once",
     },
     Variable {
@@ -360,6 +363,7 @@ mod tests {
             "http://backend/base"
         );
         assert_eq!(config.metrics_addr.port(), 9464);
+        assert_eq!(config.prefetch, 1000);
         assert!(config.lifecycle_notify.is_none());
     }
 
