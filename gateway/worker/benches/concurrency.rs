@@ -236,13 +236,17 @@ async fn run() -> anyhow::Result<()> {
     );
     for round in 0..rounds {
         let first = round * in_flight;
-        let posts_before = slack.post_attempts();
         let sent_at = Instant::now();
-        send_all(&http, &events, &install, first, in_flight, senders).await?;
-        let sent_in = sent_at.elapsed();
+        let sending = tokio::spawn({
+            let (http, events, install) = (http.clone(), events.clone(), install.clone());
+            async move { send_all(&http, &events, &install, first, in_flight, senders).await }
+        });
         let rss_1k = wait_in_flight(&http, worker_ops, worker_pid, 1000.min(in_flight)).await?;
         let (reached, rss_full) =
             wait_in_flight_or_stall(&http, worker_ops, worker_pid, in_flight).await?;
+        sending.await??;
+        let sent_in = sent_at.elapsed();
+        let threads = threads_of(worker_pid);
         // Everything waits on the agent now: measure the quiet cost.
         let reconnects_before =
             worker_metric(&http, worker_ops, "spritz_broker_reconnects_total").await;
@@ -276,13 +280,9 @@ async fn run() -> anyhow::Result<()> {
             - reconnects_before;
         let (commands, evalsha, reads, redis_cpu) = stats_before.rates(&stats_after);
 
-        // The agents answer; every message must be answered once.
-        wait_posts(
-            &slack,
-            posts_before + in_flight,
-            delay + Duration::from_secs(120),
-        )
-        .await?;
+        // The agents answer; every message must be answered once. (Each prompt also
+        // runs past the status threshold, so each message gets a status post first.)
+        wait_replies(&slack, first, in_flight, delay + Duration::from_secs(120)).await?;
         let replies = reply_latencies(&slack, &spritz, &arrivals, first, in_flight, delay);
         let answers = answer_counts(&slack, first, in_flight);
 
@@ -293,7 +293,7 @@ async fn run() -> anyhow::Result<()> {
             sent_in.as_secs_f64()
         );
         println!(
-            "  worker RSS: {:.1} MiB at 1,000 in flight, {:.1} MiB at {reached:.0}, {:.1} MiB after {}s waiting",
+            "  worker RSS: {:.1} MiB at 1,000 in flight, {:.1} MiB at {reached:.0}, {:.1} MiB after {}s waiting ({threads} threads)",
             mib(rss_1k),
             mib(rss_full),
             mib(rss_end),
@@ -395,6 +395,18 @@ async fn send_all(
     Ok(())
 }
 
+/// Threads of a process (`Threads:` of its status), 0 when unreadable.
+fn threads_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Waits until the worker reports `target` in flight; its RSS then.
 async fn wait_in_flight(
     http: &reqwest::Client,
@@ -458,17 +470,26 @@ async fn lifecycle_latency(
     Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
-async fn wait_posts(slack: &FakeSlack, total: usize, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until every message of the round got its reply (status posts aside).
+async fn wait_replies(
+    slack: &FakeSlack,
+    first: usize,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    while slack.post_attempts() < total {
+    loop {
+        let (once, more, _) = answer_counts(slack, first, count);
+        if once + more == count {
+            return Ok(());
+        }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "only {} of {total} posts",
-            slack.post_attempts()
+            "only {} of {count} replies",
+            once + more
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Ok(())
 }
 
 /// When each prompt reached the agent and each post reached Slack (index i: the i-th

@@ -256,7 +256,9 @@ fn spawn_delivery(delivery: lapin::message::Delivery, work: &Work<'_>) {
             outcome = pipeline.process(&incoming) => outcome,
             () = hand_back.cancelled() => Outcome::HandBack,
         };
-        settler.settle(&acker, &incoming, outcome, started).await;
+        // Boxed: settling (publishing a copy, acking) is over quickly, and inline its
+        // state would take room in every waiting delivery's task.
+        Box::pin(settler.settle(&acker, &incoming, outcome, started)).await;
         settler.metrics.in_flight.dec();
     });
 }

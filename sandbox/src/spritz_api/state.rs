@@ -94,6 +94,10 @@ pub(crate) struct SpritzState {
     /// Session access tokens the API accepts → the principal each stands for.
     pub session_tokens: HashMap<String, String>,
     pub conversations: HashMap<String, Conversation>,
+    /// External conversation id (or alias) → names of the conversations that hold it,
+    /// so an upsert finds its conversation without scanning them all (benchmarks hold
+    /// tens of thousands).
+    by_external_id: HashMap<String, Vec<String>>,
     pub prompts: Vec<PromptRecord>,
     pub upserts: Vec<Value>,
     pub upsert_tokens: Vec<String>,
@@ -131,6 +135,7 @@ impl SpritzState {
             runtimes: HashMap::new(),
             session_tokens: HashMap::new(),
             conversations: HashMap::new(),
+            by_external_id: HashMap::new(),
             prompts: Vec::new(),
             upserts: Vec::new(),
             upsert_tokens: Vec::new(),
@@ -210,13 +215,15 @@ impl SpritzState {
             return Err(Unusable::Forbidden);
         }
         let holder = self
-            .conversations
-            .values()
+            .by_external_id
+            .get(&request.external_conversation_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.conversations.get(name))
             .find(|c| {
                 c.namespace == request.namespace
                     && c.instance_id == request.instance_id
                     && c.identity == request.identity
-                    && c.external_ids.contains(&request.external_conversation_id)
             })
             .map(|c| c.name.clone());
         if !request.conversation_id.is_empty() {
@@ -238,6 +245,10 @@ impl SpritzState {
                 conversation
                     .external_ids
                     .push(request.external_conversation_id.clone());
+                self.by_external_id
+                    .entry(request.external_conversation_id.clone())
+                    .or_default()
+                    .push(conversation.name.clone());
             }
             return Ok((conversation.clone(), false));
         }
@@ -259,6 +270,10 @@ impl SpritzState {
             external_ids: vec![request.external_conversation_id],
             turns: Vec::new(),
         };
+        self.by_external_id
+            .entry(conversation.external_ids[0].clone())
+            .or_default()
+            .push(name.clone());
         self.conversations.insert(name, conversation.clone());
         Ok((conversation, true))
     }

@@ -63,9 +63,11 @@ const CLIENT_TITLE: &str = "Spritz Slack gateway";
 /// The `sessionUpdate` kind that carries reply text (checked against the schema in the
 /// tests).
 const AGENT_MESSAGE_CHUNK: &str = "agent_message_chunk";
-/// Per-connection read buffer. The default (128 KiB, zeroed on every connect) costs
-/// more than the whole exchange of a short prompt; larger messages take more reads.
-const READ_BUFFER: usize = 8 * 1024;
+/// Per-connection read buffer, held (and zeroed, so resident) for the whole prompt. The
+/// default (128 KiB) costs more than the whole exchange of a short prompt, and with
+/// thousands of prompts waiting every KiB here is MiBs of worker memory; ACP messages
+/// are small, and a larger frame grows the buffer as far as it needs.
+const READ_BUFFER: usize = 2 * 1024;
 
 /// What the user is told when the agent ended the turn with `refusal`.
 pub const REFUSAL_REPLY: &str = "The agent declined to answer that request.";
@@ -262,7 +264,9 @@ impl AcpClient {
     ) -> Result<String, AcpError> {
         let url = self.connect_url(conversation_id, namespace)?;
         let session_id = SessionId::new(session_id);
-        let handshake = async {
+        // Boxed: the handshake's state (the websocket upgrade) is large and over before
+        // the prompt waits, so it must not take room in the future that waits.
+        let handshake = Box::pin(async {
             let mut rpc = self.connect(&url, session_id.clone()).await?;
             let initialized: InitializeResponse = rpc
                 .call(AGENT_METHOD_NAMES.initialize, initialize_request())
@@ -276,7 +280,7 @@ impl AcpClient {
             let load = LoadSessionRequest::new(session_id.clone(), cwd);
             let _: LoadSessionResponse = rpc.call(AGENT_METHOD_NAMES.session_load, load).await?;
             Ok::<_, AcpError>(rpc)
-        };
+        });
         let handshake_end = (Instant::now() + self.inner.handshake_timeout).min(deadline);
         let mut rpc = match tokio::time::timeout_at(handshake_end, handshake).await {
             Ok(connected) => connected?,
@@ -288,7 +292,7 @@ impl AcpClient {
         let request =
             PromptRequest::new(session_id, vec![ContentBlock::Text(TextContent::new(text))]);
         let outcome = rpc.prompt(request, deadline, delivered).await;
-        rpc.close().await;
+        Box::pin(rpc.close()).await;
         match outcome? {
             (StopReason::EndTurn, reply) if reply.trim().is_empty() => Err(AcpError::EmptyReply),
             (StopReason::EndTurn, reply) => Ok(reply),

@@ -75,12 +75,12 @@ impl Pipeline {
             conversation: Mutex::new(event.resume.as_ref().and_then(|r| r.conversation.clone())),
         };
         match &turn.resume.pending {
-            Some(Pending::TerminalFailure) => return self.fail_terminal(&turn, held).await,
-            Some(Pending::InternalError) => return self.fail_internal(&turn, held).await,
-            Some(Pending::Reply(text)) => return self.post_reply(&turn, held, None, text).await,
+            Some(Pending::TerminalFailure) => return Box::pin(self.fail_terminal(&turn, held)).await,
+            Some(Pending::InternalError) => return Box::pin(self.fail_internal(&turn, held)).await,
+            Some(Pending::Reply(text)) => return Box::pin(self.post_reply(&turn, held, None, text)).await,
             None => {}
         }
-        match self.ledger.prompt_delivered(&turn.key).await {
+        match Box::pin(self.ledger.prompt_delivered(&turn.key)).await {
             Ok(None) => {}
             Ok(Some(delivered)) => {
                 tracing::warn!(
@@ -89,16 +89,16 @@ impl Pipeline {
                 if let Some(name) = delivered.conversation {
                     turn.set_conversation(name);
                 }
-                return self.fail_internal(&turn, held).await;
+                return Box::pin(self.fail_internal(&turn, held)).await;
             }
             Err(error) => return self.ledger_unavailable(event, &error),
         }
         if turn.resume.recovering && turn.deadlines.expired(Utc::now()) {
-            return self.fail_terminal(&turn, held).await;
+            return Box::pin(self.fail_terminal(&turn, held)).await;
         }
-        let session = match self.session(&turn).await {
+        let session = match Box::pin(self.session(&turn)).await {
             SessionStep::Ready(session) => session,
-            SessionStep::Recover => return self.recover(&turn, held).await,
+            SessionStep::Recover => return Box::pin(self.recover(&turn, held)).await,
             SessionStep::Done(outcome) => return outcome,
         };
         let conversation = message.external_conversation_id();
@@ -116,7 +116,7 @@ impl Pipeline {
             }
             Err(error) => return self.ledger_unavailable(event, &error),
         }
-        let converse = self.converse(&turn, held, &session).await;
+        let converse = Box::pin(self.converse(&turn, held, &session)).await;
         let lock = held.lock_slot().take();
         if let Some(lock) = lock
             && let Err(error) = self.ledger.unlock_conversation(&lock, &held.claim).await
@@ -124,14 +124,16 @@ impl Pipeline {
             tracing::warn!(error = %error, "could not release the conversation lock; its lease will");
         }
         match converse {
-            Converse::Reply(text) => self.post_reply(&turn, held, Some(&session), &text).await,
+            Converse::Reply(text) => {
+                Box::pin(self.post_reply(&turn, held, Some(&session), &text)).await
+            }
             Converse::Vanished => {
                 tracing::info!("runtime vanished before the prompt was delivered; recovering");
                 self.sessions.invalidate_team(&event.team_id).await;
-                self.recover(&turn, held).await
+                Box::pin(self.recover(&turn, held)).await
             }
-            Converse::NotDelivered => self.recover(&turn, held).await,
-            Converse::DeliveredFailed => self.fail_internal(&turn, held).await,
+            Converse::NotDelivered => Box::pin(self.recover(&turn, held)).await,
+            Converse::DeliveredFailed => Box::pin(self.fail_internal(&turn, held)).await,
         }
     }
 
@@ -221,14 +223,15 @@ impl Pipeline {
     /// answers anything about it.
     async fn converse(&self, turn: &Turn<'_>, held: &Held, session: &ChannelSession) -> Converse {
         let (delivered_tx, delivered_rx) = oneshot::channel();
-        let work = self.prompt_conversation(turn, session, delivered_tx);
+        let work = Box::pin(self.prompt_conversation(turn, session, delivered_tx));
         let record = async {
             if delivered_rx.await.is_ok() {
                 let conversation = turn.conversation().unwrap_or_default();
-                if let Err(error) = self
-                    .ledger
-                    .record_prompt_delivered(&turn.key, &conversation)
-                    .await
+                if let Err(error) = Box::pin(
+                    self.ledger
+                        .record_prompt_delivered(&turn.key, &conversation),
+                )
+                .await
                 {
                     tracing::error!(error = %error, "could not record the delivered prompt");
                 }
@@ -240,7 +243,7 @@ impl Pipeline {
         let status = async {
             tokio::time::sleep(turn.deadlines.prompt_status_wait(Utc::now())).await;
             if let Some(token) = &bot_token {
-                self.ensure_status(turn, held, token).await;
+                Box::pin(self.ensure_status(turn, held, token)).await;
             }
         };
         tokio::pin!(work, record, status);
@@ -257,8 +260,7 @@ impl Pipeline {
             // The prompt ended before the delivered signal was polled: record it now.
             delivered |= record.await;
         }
-        self.converse_ended(&turn.event.team_id, result, delivered)
-            .await
+        Box::pin(self.converse_ended(&turn.event.team_id, result, delivered)).await
     }
 
     /// The three calls of one turn; the conversation's name goes on `turn` as soon as
@@ -274,20 +276,17 @@ impl Pipeline {
         // external id (or an alias) or creates it, and its name is the server's.
         let request = self.upsert_request(turn, session, "", message.external_conversation_id());
         let timer = self.metrics.stage(Call::Upsert);
-        let upserted = self
-            .clients
-            .spritz
-            .upsert_conversation(session, &request)
-            .await;
+        let upserted = Box::pin(self.clients.spritz.upsert_conversation(session, &request)).await;
         timer.observe_duration();
         let conversation = upserted.map_err(|error| TurnFailed::Spritz("upsert", error))?;
         turn.set_conversation(conversation.id.clone());
         let timer = self.metrics.stage(Call::Bootstrap);
-        let booted = self
-            .clients
-            .spritz
-            .bootstrap(&conversation.id, &session.namespace)
-            .await;
+        let booted = Box::pin(
+            self.clients
+                .spritz
+                .bootstrap(&conversation.id, &session.namespace),
+        )
+        .await;
         timer.observe_duration();
         let bootstrap = booted.map_err(|error| TurnFailed::Spritz("bootstrap", error))?;
         let installed_bot = Some(session.provider_auth.bot_user_id.as_str());

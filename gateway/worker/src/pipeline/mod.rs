@@ -205,25 +205,27 @@ impl Pipeline {
         }
         let key = event.user_message().map(|m| m.message_key(&event.team_id));
         let lease = self.timing.claim_lease;
-        let claim = match self
-            .ledger
-            .claim(&event.event_id, key.as_deref(), attempt, lease)
+        let claim =
+            match Box::pin(
+                self.ledger
+                    .claim(&event.event_id, key.as_deref(), attempt, lease),
+            )
             .await
-        {
-            Ok(ClaimResult::Claimed(claim)) => claim,
-            Ok(ClaimResult::Duplicate | ClaimResult::Superseded) => return Outcome::Duplicate,
-            Ok(ClaimResult::Busy) => {
-                tracing::debug!("another worker holds this message");
-                return self.retry_ledger(event);
-            }
-            Err(error) => return self.ledger_unavailable(event, &error),
-        };
+            {
+                Ok(ClaimResult::Claimed(claim)) => claim,
+                Ok(ClaimResult::Duplicate | ClaimResult::Superseded) => return Outcome::Duplicate,
+                Ok(ClaimResult::Busy) => {
+                    tracing::debug!("another worker holds this message");
+                    return self.retry_ledger(event);
+                }
+                Err(error) => return self.ledger_unavailable(event, &error),
+            };
         let held = Held {
             claim: Arc::new(claim),
             lock: LockSlot::default(),
         };
         let outcome = self.with_lease(&held, self.handle(event, &held)).await;
-        self.settle_claim(&held, &outcome).await;
+        Box::pin(self.settle_claim(&held, &outcome)).await;
         outcome
     }
 
@@ -231,7 +233,7 @@ impl Pipeline {
         match &event.event {
             SlackEventKind::Message(message) => self.user_message(event, message, held).await,
             SlackEventKind::AppUninstalled | SlackEventKind::TokensRevoked => {
-                self.uninstall(event).await
+                Box::pin(self.uninstall(event)).await
             }
         }
     }
