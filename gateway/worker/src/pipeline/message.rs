@@ -102,10 +102,13 @@ impl Pipeline {
             SessionStep::Done(outcome) => return outcome,
         };
         let conversation = message.external_conversation_id();
-        match self
-            .ledger
-            .lock_conversation(&event.team_id, conversation, &held.claim, self.lease())
-            .await
+        match Box::pin(self.ledger.lock_conversation(
+            &event.team_id,
+            conversation,
+            &held.claim,
+            self.lease(),
+        ))
+        .await
         {
             Ok(Some(lock)) => *held.lock_slot() = Some(lock),
             Ok(None) => {
@@ -119,7 +122,7 @@ impl Pipeline {
         let converse = Box::pin(self.converse(&turn, held, &session)).await;
         let lock = held.lock_slot().take();
         if let Some(lock) = lock
-            && let Err(error) = self.ledger.unlock_conversation(&lock, &held.claim).await
+            && let Err(error) = Box::pin(self.ledger.unlock_conversation(&lock, &held.claim)).await
         {
             tracing::warn!(error = %error, "could not release the conversation lock; its lease will");
         }
@@ -129,7 +132,7 @@ impl Pipeline {
             }
             Converse::Vanished => {
                 tracing::info!("runtime vanished before the prompt was delivered; recovering");
-                self.sessions.invalidate_team(&event.team_id).await;
+                Box::pin(self.sessions.invalidate_team(&event.team_id)).await;
                 Box::pin(self.recover(&turn, held)).await
             }
             Converse::NotDelivered => Box::pin(self.recover(&turn, held)).await,
