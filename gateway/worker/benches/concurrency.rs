@@ -184,7 +184,10 @@ async fn run() -> anyhow::Result<()> {
             format!("{}s", delay.as_secs() + 120),
         )
         .env("SPRITZ_METRICS_ADDR", format!("127.0.0.1:{worker_ops}"))
-        .stdout(Stdio::null())
+        .stdout(match std::env::var_os("BENCH_WORKER_LOG_FILE") {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        })
         .spawn()
         .with_context(|| format!("starting {binary} worker"))?;
     let worker_pid = worker.id();
@@ -278,6 +281,12 @@ async fn run() -> anyhow::Result<()> {
             .since(&tick_before);
         let reconnects = worker_metric(&http, worker_ops, "spritz_broker_reconnects_total").await
             - reconnects_before;
+        let renewal_failures = worker_metric(
+            &http,
+            worker_ops,
+            "spritz_worker_lease_renewal_failures_total",
+        )
+        .await;
         let (commands, evalsha, reads, redis_cpu) = stats_before.rates(&stats_after);
 
         // The agents answer; every message must be answered once. (Each prompt also
@@ -319,7 +328,7 @@ async fn run() -> anyhow::Result<()> {
             baseline.1
         );
         println!(
-            "  renewal ticks: {:.0}, lateness mean {:.2} ms, max <= {} ; tick duration mean {:.1} ms, max <= {}",
+            "  renewal ticks: {:.0} ({renewal_failures:.0} failed since start), lateness mean {:.2} ms, max <= {} ; tick duration mean {:.1} ms, max <= {}",
             lateness.count,
             lateness.mean_ms(),
             lateness.max_bucket(),

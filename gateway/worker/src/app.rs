@@ -78,7 +78,7 @@ impl Application {
             config.timing.dedupe_ttl,
             config.timing.http_timeout,
             background.clone(),
-        );
+        )?;
         let leases = Leases::default();
         leases.spawn_renewer(
             ledger.clone(),

@@ -102,8 +102,9 @@ impl Leases {
         self.len() == 0
     }
 
-    /// Starts the renewal task: every `lease / 3` (at least 10 ms), renew every claim
-    /// held, until `stop`.
+    /// Starts the renewal task on the ledger's own runtime (so a main runtime busy
+    /// with thousands of deliveries cannot make it late): every `lease / 3` (at least
+    /// 10 ms), renew every claim held, until `stop`.
     pub fn spawn_renewer(
         &self,
         ledger: Ledger,
@@ -112,7 +113,8 @@ impl Leases {
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let leases = self.clone();
-        tokio::spawn(async move {
+        let runner = ledger.clone();
+        runner.spawn_background(async move {
             let period = (lease / 3).max(Duration::from_millis(10));
             let retry = RETRY_AFTER.min(period);
             let mut due = Instant::now() + period;

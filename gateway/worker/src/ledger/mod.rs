@@ -141,23 +141,38 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts connecting to `target` in the background (retrying until `stop`).
+    /// Starts connecting to `target` in the background, on the ledger's own thread
+    /// ([`link`]), retrying until `stop`.
+    ///
+    /// # Errors
+    /// The ledger's thread could not be started.
     pub fn connect(
         target: RedisTarget,
         prefix: &str,
         ttl: Duration,
         timeout: Duration,
         stop: CancellationToken,
-    ) -> Self {
+    ) -> Result<Self> {
         // A ledger call is a few microseconds of Redis work; waiting long on a stuck
         // Redis only holds the delivery up (and, for renewals, eats the lease).
-        let link = RedisLink::start(target, timeout, timeout.min(MAX_RESPONSE_WAIT), stop);
-        Self {
+        let link = RedisLink::start(target, timeout, timeout.min(MAX_RESPONSE_WAIT), stop)?;
+        Ok(Self {
             link,
             prefix: Arc::from(prefix),
             ttl,
             scripts: Arc::new(Scripts::new()),
-        }
+        })
+    }
+
+    /// Runs `task` on the ledger's own runtime, where the Redis connection's driver
+    /// runs: work that must stay on time however busy the deliveries keep the main
+    /// runtime (the lease renewals).
+    pub fn spawn_background<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.link.spawn(task)
     }
 
     /// Connected at least once (the link reconnects by itself afterwards).
