@@ -226,7 +226,7 @@ impl Pipeline {
     /// answers anything about it.
     async fn converse(&self, turn: &Turn<'_>, held: &Held, session: &ChannelSession) -> Converse {
         let (delivered_tx, delivered_rx) = oneshot::channel();
-        let work = Box::pin(self.prompt_conversation(turn, session, delivered_tx));
+        let work = Box::pin(self.prompt_conversation(turn, held, session, delivered_tx));
         let record = async {
             if delivered_rx.await.is_ok() {
                 let conversation = turn.conversation().unwrap_or_default();
@@ -271,6 +271,7 @@ impl Pipeline {
     async fn prompt_conversation(
         &self,
         turn: &Turn<'_>,
+        held: &Held,
         session: &ChannelSession,
         delivered: oneshot::Sender<()>,
     ) -> Result<String, TurnFailed> {
@@ -292,6 +293,9 @@ impl Pipeline {
         .await;
         timer.observe_duration();
         let bootstrap = booted.map_err(|error| TurnFailed::Spritz("bootstrap", error))?;
+        // The HTTP calls are done; the websocket and the wait on the agent do not count
+        // against the start-up limit.
+        held.started();
         let installed_bot = Some(session.provider_auth.bot_user_id.as_str());
         let text = prompt_text(&turn.event.team_id, message, installed_bot);
         let timer = self.metrics.stage(Call::Prompt);

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spritz_proto::{ParkReason, Resume, SlackEvent, SlackEventKind, UserMessage};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::clients::acp::AcpClient;
@@ -54,16 +55,37 @@ pub struct Pipeline {
     metrics: WorkerMetrics,
     timing: Timing,
     principal_id: String,
+    /// Deliveries between being taken and their prompt stage (or their end): see
+    /// [`STARTUP_CONCURRENCY`].
+    startup: Arc<Semaphore>,
 }
+
+/// How many deliveries of one worker may be starting at once: claiming, exchanging,
+/// upserting, bootstrapping. A delivery talking to the agent holds no permit, so this does not limit the prompts in flight (`SPRITZ_WORKER_PREFETCH`
+/// does); it keeps a backlog taken all at once (a high prefetch after an outage)
+/// from starting thousands of handshakes together, which would hit the backend and the
+/// Spritz API as one stampede and leave the worker's memory at the high-water mark of
+/// all their buffers.
+pub const STARTUP_CONCURRENCY: usize = 256;
 
 /// The claim a delivery holds, and the conversation lock once taken; both are
 /// renewed together while the delivery works (by [`Leases`], which shares them).
 struct Held {
     claim: Arc<Claim>,
     lock: LockSlot,
+    startup: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Held {
+    /// The delivery's HTTP calls are done (it talks to the agent now): let the next
+    /// one start.
+    fn started(&self) {
+        self.startup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+
     fn lock_slot(&self) -> std::sync::MutexGuard<'_, Option<ConversationLock>> {
         self.lock
             .lock()
@@ -141,6 +163,7 @@ impl Pipeline {
             metrics,
             timing,
             principal_id,
+            startup: Arc::new(Semaphore::new(STARTUP_CONCURRENCY)),
         }
     }
 
@@ -203,6 +226,8 @@ impl Pipeline {
                 reason: ParkReason::AttemptsExhausted,
             };
         }
+        // Never closed; without a permit the delivery simply starts.
+        let permit = self.startup.clone().acquire_owned().await.ok();
         let key = event.user_message().map(|m| m.message_key(&event.team_id));
         let lease = self.timing.claim_lease;
         let claim =
@@ -223,6 +248,7 @@ impl Pipeline {
         let held = Held {
             claim: Arc::new(claim),
             lock: LockSlot::default(),
+            startup: Mutex::new(permit),
         };
         let outcome = self.with_lease(&held, self.handle(event, &held)).await;
         Box::pin(self.settle_claim(&held, &outcome)).await;
