@@ -244,9 +244,10 @@ async fn run() -> anyhow::Result<()> {
             let (http, events, install) = (http.clone(), events.clone(), install.clone());
             async move { send_all(&http, &events, &install, first, in_flight, senders).await }
         });
-        let rss_1k = wait_in_flight(&http, worker_ops, worker_pid, 1000.min(in_flight)).await?;
-        let (reached, rss_full) =
+        let rss_1k = waiting_at_agent(&spritz, first, 1000.min(in_flight), worker_pid).await?;
+        let (reached, _) =
             wait_in_flight_or_stall(&http, worker_ops, worker_pid, in_flight).await?;
+        let rss_full = waiting_at_agent(&spritz, first, in_flight, worker_pid).await?;
         sending.await??;
         let sent_in = sent_at.elapsed();
         let threads = threads_of(worker_pid);
@@ -302,17 +303,17 @@ async fn run() -> anyhow::Result<()> {
             sent_in.as_secs_f64()
         );
         println!(
-            "  worker RSS: {:.1} MiB at 1,000 in flight, {:.1} MiB at {reached:.0}, {:.1} MiB after {}s waiting ({threads} threads)",
+            "  worker RSS: {:.1} MiB with 1,000 prompts waiting at the agent, {:.1} MiB with {in_flight}, {:.1} MiB after {}s more waiting ({threads} threads)",
             mib(rss_1k),
             mib(rss_full),
             mib(rss_end),
             window.as_secs()
         );
-        if reached > 1000.0 {
+        if in_flight > 1000 {
             println!(
-                "  bytes per waiting delivery: {:.0} ((RSS at {reached:.0} - RSS at 1,000) / {:.0})",
-                (rss_full as f64 - rss_1k as f64) / (reached - 1000.0),
-                reached - 1000.0
+                "  bytes per waiting delivery: {:.0} ((RSS with {in_flight} - RSS with 1,000) / {})",
+                (rss_full as f64 - rss_1k as f64) / (in_flight as f64 - 1000.0),
+                in_flight - 1000
             );
         }
         println!(
@@ -416,21 +417,25 @@ fn threads_of(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits until the worker reports `target` in flight; its RSS then.
-async fn wait_in_flight(
-    http: &reqwest::Client,
-    ops: u16,
+/// Waits until `count` prompts of this round (which started at prompt number
+/// `first`) are at the agent, every one of them waiting for its answer; the worker's
+/// RSS then.
+async fn waiting_at_agent(
+    spritz: &FakeSpritz,
+    first: usize,
+    count: usize,
     pid: u32,
-    target: usize,
 ) -> anyhow::Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if worker_metric(http, ops, "spritz_worker_in_flight").await >= target as f64 {
-            return rss_bytes(pid);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "never {target} in flight");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    while spritz.prompt_count() < first + count {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {count} prompts reached the agent",
+            spritz.prompt_count().saturating_sub(first)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    rss_bytes(pid)
 }
 
 /// Waits until `target` are in flight, or the count stopped rising for 5 s; the
