@@ -193,7 +193,7 @@ async fn run() -> anyhow::Result<()> {
     let worker_pid = worker.id();
     let children = Children(vec![gateway, worker]);
 
-    let http = reqwest::Client::builder()
+    let http = spritz_sandbox::tls::http_client_builder()
         .pool_max_idle_per_host(senders)
         .build()?;
     for url in [

@@ -19,7 +19,7 @@ use crate::clients::http::build_client;
 use crate::clients::{AcpClient, BackendClient, SlackClient, SpritzClient};
 use crate::config::WorkerConfig;
 use crate::consumer::{self, ConsumerSettings, Settler};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::leases::Leases;
 use crate::ledger::Ledger;
 use crate::lifecycle::{self, LifecycleHandler};
@@ -69,9 +69,7 @@ impl Application {
         let (broker, broker_task) = Broker::start(settings, broker_metrics);
 
         let background = CancellationToken::new();
-        let target = config
-            .redis_target()
-            .map_err(|error| Error::Invalid(format!("{}: {error}", crate::config::REDIS_URL)))?;
+        let target = config.redis_target()?;
         let ledger = Ledger::connect(
             target,
             &config.redis_key_prefix,

@@ -292,7 +292,8 @@ impl WorkerConfig {
             master,
             password: env.optional_secret(REDIS_SENTINEL_PASSWORD),
         });
-        if let Err(error) = redis_target(&redis_url, redis_sentinel.as_ref()) {
+        let trust = Trust::from_env(env)?;
+        if let Err(error) = redis_target(&redis_url, redis_sentinel.as_ref(), &trust) {
             return Err(ConfigError::new(REDIS_URL, error.to_string()));
         }
         let amqp_url = env.amqp_url()?;
@@ -309,7 +310,7 @@ impl WorkerConfig {
             services,
             timing,
             lifecycle_notify,
-            trust: Trust::from_env(env)?,
+            trust,
         })
     }
 
@@ -318,7 +319,7 @@ impl WorkerConfig {
     /// # Errors
     /// The URL (or, with Sentinel, the sentinel list) is malformed.
     pub fn redis_target(&self) -> Result<RedisTarget, TargetError> {
-        redis_target(&self.redis_url, self.redis_sentinel.as_ref())
+        redis_target(&self.redis_url, self.redis_sentinel.as_ref(), &self.trust)
     }
 
     /// The address parsed as the listener type, for callers that want it.
@@ -327,13 +328,18 @@ impl WorkerConfig {
     }
 }
 
-fn redis_target(url: &str, sentinel: Option<&RedisSentinel>) -> Result<RedisTarget, TargetError> {
+fn redis_target(
+    url: &str,
+    sentinel: Option<&RedisSentinel>,
+    trust: &Trust,
+) -> Result<RedisTarget, TargetError> {
     RedisTarget::parse(
         url,
         sentinel.map(|s| s.master.as_str()),
         sentinel
             .and_then(|s| s.password.as_ref())
             .map(ExposeSecret::expose_secret),
+        trust,
     )
 }
 

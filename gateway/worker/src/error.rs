@@ -8,6 +8,10 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
     #[error("Redis is not connected yet")]
     RedisUnavailable,
+    #[error("the Redis address is not usable")]
+    RedisTarget(#[from] crate::ledger::TargetError),
+    #[error("starting the ledger's thread failed")]
+    LedgerThread(#[source] std::io::Error),
     #[error("a broker operation failed")]
     Broker(#[from] lapin::Error),
     #[error("publishing to the broker failed")]

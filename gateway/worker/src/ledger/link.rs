@@ -73,7 +73,8 @@ impl RedisLink {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("spritz-ledger")
-            .build()?;
+            .build()
+            .map_err(Error::LedgerThread)?;
         let link = Arc::new(Self {
             current: Mutex::new(None),
             generation: AtomicU64::new(0),
@@ -90,7 +91,8 @@ impl RedisLink {
         let broken = link.broken.clone();
         std::thread::Builder::new()
             .name("spritz-ledger".into())
-            .spawn(move || runtime.block_on(keep_connected(weak, broken, target, config, stop)))?;
+            .spawn(move || runtime.block_on(keep_connected(weak, broken, target, config, stop)))
+            .map_err(Error::LedgerThread)?;
         Ok(link)
     }
 

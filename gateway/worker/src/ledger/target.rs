@@ -2,16 +2,19 @@
 //! primary that Redis Sentinel names (`SPRITZ_REDIS_SENTINEL_MASTER`), looked up again
 //! on every reconnect so the ledger follows a failover.
 //!
-//! [`RedisTarget::primary_client`] is the one place a [`redis::Client`] is built, so
-//! transport settings (TLS roots, `rediss://`) have one place to go.
+//! [`RedisTarget::parse`] and [`RedisTarget::primary_client`] are the only places a
+//! [`redis::Client`] is built: a `rediss://` server is verified against the process's
+//! [`Trust`] (`SPRITZ_TLS_CA_FILE`). The sentinels and the primary they name are reached
+//! over plain `redis://` (Sentinel over TLS is not supported yet).
 
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Client, IntoConnectionInfo, RedisResult};
+use spritz_service::Trust;
 
 /// Where the primary is found. Holds credentials: never log it.
 pub enum RedisTarget {
     /// `SPRITZ_REDIS_URL` is the server.
-    Direct(Client),
+    Direct(Box<Client>),
     /// `SPRITZ_REDIS_URL` lists the sentinels; they name the primary of `master`.
     Sentinel {
         sentinels: Box<SentinelClient>,
@@ -40,11 +43,14 @@ impl RedisTarget {
         url: &str,
         sentinel_master: Option<&str>,
         sentinel_password: Option<&str>,
+        trust: &Trust,
     ) -> Result<Self, TargetError> {
         let Some(master) = sentinel_master else {
-            return Client::open(url)
-                .map(RedisTarget::Direct)
-                .map_err(|_| TargetError("expected a redis:// URL".into()));
+            return redis_client(url, trust)
+                .map(|client| RedisTarget::Direct(Box::new(client)))
+                .map_err(|_| {
+                    TargetError("expected a redis://, rediss:// or redis+unix:// URL".into())
+                });
         };
         let (hosts, primary) = split_hosts(url)?;
         let primary = primary
@@ -64,7 +70,7 @@ impl RedisTarget {
             .set_redis_connection_info(primary.redis_settings().clone());
         let sentinels = SentinelClient::build(
             sentinel_urls,
-            master.to_owned(),
+            master,
             Some(node),
             SentinelServerType::Master,
         )
@@ -82,7 +88,7 @@ impl RedisTarget {
     /// No sentinel answered, or none knows a primary of the master name.
     pub async fn primary_client(&mut self) -> RedisResult<Client> {
         match self {
-            RedisTarget::Direct(client) => Ok(client.clone()),
+            RedisTarget::Direct(client) => Ok(Client::clone(client)),
             RedisTarget::Sentinel { sentinels, .. } => sentinels.async_get_client().await,
         }
     }
@@ -93,6 +99,22 @@ impl RedisTarget {
             RedisTarget::Direct(_) => "redis".to_owned(),
             RedisTarget::Sentinel { master, .. } => format!("redis sentinel master {master}"),
         }
+    }
+}
+
+/// A client for `redis_url`. With an extra CA bundle configured, a `rediss://` client
+/// is given every trusted root (the Redis client replaces its platform roots with the
+/// ones it is handed); otherwise it loads the platform's roots itself.
+fn redis_client(redis_url: &str, trust: &Trust) -> RedisResult<Client> {
+    match trust.all_roots_pem() {
+        Some(roots) if redis_url.starts_with("rediss://") => Client::build_with_tls(
+            redis_url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(roots.to_vec()),
+            },
+        ),
+        _ => Client::open(redis_url),
     }
 }
 
@@ -135,10 +157,10 @@ mod tests {
     #[test]
     fn a_plain_url_is_the_server_and_anything_else_is_refused() {
         assert!(matches!(
-            RedisTarget::parse("redis://127.0.0.1:6379", None, None),
+            RedisTarget::parse("redis://127.0.0.1:6379", None, None, &Trust::default()),
             Ok(RedisTarget::Direct(_))
         ));
-        assert!(RedisTarget::parse("http://x", None, None).is_err());
+        assert!(RedisTarget::parse("http://x", None, None, &Trust::default()).is_err());
     }
 
     #[test]
@@ -146,12 +168,17 @@ mod tests {
         let (hosts, primary) = split_hosts("redis://:pw@s1:26379,s2:26380/3").expect("split");
         assert_eq!(hosts, ["s1:26379", "s2:26380"]);
         assert_eq!(primary, "redis://:pw@s1:26379/3");
-        let target = RedisTarget::parse("redis://:pw@s1:26379,s2:26380/3", Some("main"), None)
-            .expect("sentinel target");
+        let target = RedisTarget::parse(
+            "redis://:pw@s1:26379,s2:26380/3",
+            Some("main"),
+            None,
+            &Trust::default(),
+        )
+        .expect("sentinel target");
         assert_eq!(target.describe(), "redis sentinel master main");
         for bad in ["redis:///0", "http://s1:26379", "redis://,"] {
             assert!(
-                RedisTarget::parse(bad, Some("main"), None).is_err(),
+                RedisTarget::parse(bad, Some("main"), None, &Trust::default()).is_err(),
                 "{bad}"
             );
         }

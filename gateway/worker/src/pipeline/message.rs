@@ -75,9 +75,13 @@ impl Pipeline {
             conversation: Mutex::new(event.resume.as_ref().and_then(|r| r.conversation.clone())),
         };
         match &turn.resume.pending {
-            Some(Pending::TerminalFailure) => return Box::pin(self.fail_terminal(&turn, held)).await,
+            Some(Pending::TerminalFailure) => {
+                return Box::pin(self.fail_terminal(&turn, held)).await;
+            }
             Some(Pending::InternalError) => return Box::pin(self.fail_internal(&turn, held)).await,
-            Some(Pending::Reply(text)) => return Box::pin(self.post_reply(&turn, held, None, text)).await,
+            Some(Pending::Reply(text)) => {
+                return Box::pin(self.post_reply(&turn, held, None, text)).await;
+            }
             None => {}
         }
         match Box::pin(self.ledger.prompt_delivered(&turn.key)).await {
