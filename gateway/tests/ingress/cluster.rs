@@ -424,6 +424,31 @@ async fn cluster_node_loss_costs_a_few_503s_and_every_accepted_event_gets_exactl
         .collect();
     let first_503 = unavailable.iter().map(|a| a.sent_at).min();
     let last_503 = unavailable.iter().map(|a| a.sent_at).max();
+    // The claim renewals through both stops: a tick later than 2/3 of the lease
+    // (3.3 s of 5 s) loses claims.
+    let (mut claims_lost, mut renewal_failures, mut ticks, mut lateness_sum, mut late_ticks) =
+        (0.0, 0.0, 0.0, 0.0, 0.0);
+    for ops in &worker_ops {
+        let text = metrics_text(&http, *ops).await;
+        claims_lost += sample(&text, "spritz_worker_claims_lost_total");
+        renewal_failures += sample(&text, "spritz_worker_lease_renewal_failures_total");
+        ticks += sample(&text, "spritz_worker_lease_renewal_lateness_seconds_count");
+        lateness_sum += sample(&text, "spritz_worker_lease_renewal_lateness_seconds_sum");
+        late_ticks += sample(&text, "spritz_worker_lease_renewal_lateness_seconds_count")
+            - sample(
+                &text,
+                "spritz_worker_lease_renewal_lateness_seconds_bucket{le=\"0.1\"}",
+            );
+    }
+    eprintln!(
+        "cluster test renewals: {ticks} ticks, mean lateness {:.2} ms, {late_ticks} later than 100 ms, \
+         {renewal_failures} failed, claims lost {claims_lost}",
+        if ticks > 0.0 {
+            lateness_sum / ticks * 1000.0
+        } else {
+            0.0
+        }
+    );
     eprintln!(
         "cluster test: sent {} in {:.1}s, 200 {ok}, 503 {} (first {:?}, last {:?}), other {}, \
          replies {} ({} for 503s), duplicate replies {duplicate_replies}, prompts {}, \
@@ -459,6 +484,7 @@ async fn cluster_node_loss_costs_a_few_503s_and_every_accepted_event_gets_exactl
         &other[..other.len().min(5)]
     );
     assert_eq!(duplicate_replies, 0, "no event is replied to twice");
+    assert_eq!(claims_lost, 0.0, "no claim is lost while nodes stop");
     assert_eq!(duplicate_prompts, 0, "no prompt is sent twice");
     assert!(
         unavailable.len() as u64 <= total / 20,
@@ -497,4 +523,24 @@ async fn cluster_node_loss_costs_a_few_503s_and_every_accepted_event_gets_exactl
     for task in workers.tasks {
         let _ = task.await;
     }
+}
+
+async fn metrics_text(http: &reqwest::Client, ops: SocketAddr) -> String {
+    match http.get(format!("http://{ops}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The value of the first sample line that starts with `name` (then a space).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
