@@ -208,3 +208,70 @@ async fn a_terminal_failure_message_that_cannot_be_posted_is_parked_after_the_re
     assert_eq!(world.slack.post_attempts(), 1);
     world.finish().await;
 }
+
+#[tokio::test]
+async fn marks_of_the_release_before_hash_tags_still_count_during_an_upgrade() {
+    let mut world = World::new().await;
+    let app = Application::build(world.config()).await.expect("app");
+    let pipeline = app.pipeline();
+    isolation::eventually(WAIT, || async {
+        pipeline.ledger().is_connected().then_some(())
+    })
+    .await
+    .expect("redis");
+    let client = redis::Client::open(isolation::redis_url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+
+    // An old worker finished this one (untagged done mark): a duplicate.
+    let finished = world.direct_message("finished by an old worker");
+    let key = format!("{}done:event:{}", world.redis_prefix, finished.event_id);
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("1")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let delivery = incoming(
+        &finished.event_id,
+        serde_json::to_vec(&finished).expect("json"),
+    );
+    let outcome = pipeline.process(&delivery).await;
+    assert!(matches!(outcome, Outcome::Duplicate), "{outcome:?}");
+
+    // An old worker holds this one (untagged claim): busy, retried later.
+    let held = world.direct_message("held by an old worker");
+    let message_key = held.user_message().map(|m| m.message_key(&held.team_id));
+    let key = format!(
+        "{}claim:msg:{}",
+        world.redis_prefix,
+        message_key.expect("a user message")
+    );
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("old-worker")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let delivery = incoming(&held.event_id, serde_json::to_vec(&held).expect("json"));
+    let outcome = pipeline.process(&delivery).await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::RetryLater {
+                stage: RetryStage::Ledger,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(world.slack.posts().is_empty(), "neither was answered");
+    assert!(world.spritz.prompts().is_empty(), "nor prompted");
+    world.finish().await;
+}
