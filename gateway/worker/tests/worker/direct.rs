@@ -1,10 +1,13 @@
 //! The unit of work called directly, without the queue: `Pipeline::process` turns one
 //! delivery into one outcome and acks nothing.
 
+use std::sync::Arc;
+
 use spritz_proto::properties::Envelope;
 use spritz_proto::traceparent::TraceParent;
 use spritz_proto::{MessageType, ParkReason};
 use spritz_sandbox::isolation;
+use spritz_worker::pipeline::Pipeline;
 use spritz_worker::{Application, Incoming, Outcome, RetryStage};
 
 use crate::support::{STATUS, WAIT, World};
@@ -15,9 +18,9 @@ fn incoming(message_id: &str, body: Vec<u8>) -> Incoming {
     Incoming::new(body, properties)
 }
 
-#[tokio::test]
-async fn process_answers_once_then_calls_the_same_delivery_a_duplicate() {
-    let world = World::new().await;
+/// The world's worker built but not consuming, its pipeline driven directly once the
+/// ledger is connected. The application is kept alive beside it.
+async fn connected_pipeline(world: &World) -> (Application, Arc<Pipeline>) {
     let app = Application::build(world.config()).await.expect("app");
     let pipeline = app.pipeline();
     isolation::eventually(WAIT, || async {
@@ -25,6 +28,13 @@ async fn process_answers_once_then_calls_the_same_delivery_a_duplicate() {
     })
     .await
     .expect("redis");
+    (app, pipeline)
+}
+
+#[tokio::test]
+async fn process_answers_once_then_calls_the_same_delivery_a_duplicate() {
+    let world = World::new().await;
+    let (_app, pipeline) = connected_pipeline(&world).await;
     let mut world = world;
     let event = world.direct_message("directly");
     let delivery = incoming(&event.event_id, serde_json::to_vec(&event).expect("json"));
@@ -44,13 +54,7 @@ async fn process_answers_once_then_calls_the_same_delivery_a_duplicate() {
 #[tokio::test]
 async fn process_parks_garbage_and_asks_for_a_retry_while_the_runtime_is_away() {
     let mut world = World::new().await;
-    let app = Application::build(world.config()).await.expect("app");
-    let pipeline = app.pipeline();
-    isolation::eventually(WAIT, || async {
-        pipeline.ledger().is_connected().then_some(())
-    })
-    .await
-    .expect("redis");
+    let (_app, pipeline) = connected_pipeline(&world).await;
 
     let garbage = pipeline
         .process(&incoming("junk", b"{not json".to_vec()))
@@ -99,13 +103,7 @@ async fn process_parks_garbage_and_asks_for_a_retry_while_the_runtime_is_away() 
 #[tokio::test]
 async fn a_delivery_whose_claim_is_lost_mid_prompt_is_handed_back() {
     let mut world = World::new().await;
-    let app = Application::build(world.config()).await.expect("app");
-    let pipeline = app.pipeline();
-    isolation::eventually(WAIT, || async {
-        pipeline.ledger().is_connected().then_some(())
-    })
-    .await
-    .expect("redis");
+    let (_app, pipeline) = connected_pipeline(&world).await;
     world.spritz.hold_prompts();
     let event = world.direct_message("slow one");
     let delivery = incoming(&event.event_id, serde_json::to_vec(&event).expect("json"));
@@ -166,13 +164,7 @@ async fn a_delivery_whose_claim_is_lost_mid_prompt_is_handed_back() {
 #[tokio::test]
 async fn a_terminal_failure_message_that_cannot_be_posted_is_parked_after_the_reply_attempts() {
     let mut world = World::new().await;
-    let app = Application::build(world.config()).await.expect("app");
-    let pipeline = app.pipeline();
-    isolation::eventually(WAIT, || async {
-        pipeline.ledger().is_connected().then_some(())
-    })
-    .await
-    .expect("redis");
+    let (_app, pipeline) = connected_pipeline(&world).await;
     // Past its deadline after a visible status message, with only the terminal failure
     // message left to post and one post short of the reply-attempt limit (as an older
     // worker wrote the copy).
@@ -212,13 +204,7 @@ async fn a_terminal_failure_message_that_cannot_be_posted_is_parked_after_the_re
 #[tokio::test]
 async fn marks_of_the_release_before_hash_tags_still_count_during_an_upgrade() {
     let mut world = World::new().await;
-    let app = Application::build(world.config()).await.expect("app");
-    let pipeline = app.pipeline();
-    isolation::eventually(WAIT, || async {
-        pipeline.ledger().is_connected().then_some(())
-    })
-    .await
-    .expect("redis");
+    let (_app, pipeline) = connected_pipeline(&world).await;
     let client = redis::Client::open(isolation::redis_url()).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()
