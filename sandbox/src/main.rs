@@ -311,16 +311,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     slack.add_workspace(
         &install.team_id,
         &install.bot_access_token,
-        // The demo channels, and those scripts/check-dashboards writes in.
-        &[
-            DEMO_CHANNEL,
-            DEMO_DM,
-            "C0CHECK",
-            "C0FAIL",
-            "C0PARK",
-            "C0RECOVER",
-            "C0REPLY",
-        ],
+        // The demo channels, and those scripts/check-dashboards writes in as the demo
+        // team (its other teams it registers itself).
+        &[DEMO_CHANNEL, DEMO_DM, "C0CHECK", "C0RECOVER", "C0REPLY"],
     );
     if let Some(token) = &args.lifecycle_token {
         backend.set_lifecycle_token(token);
