@@ -53,6 +53,8 @@ const PAUSE: Duration = Duration::from_secs(3);
 const SETTLE: Duration = Duration::from_secs(8);
 /// The last stretch of load, after every disturbance settled, must be all 200s.
 const QUIET_TAIL: Duration = Duration::from_secs(5);
+/// How long the teardown waits for each process to stop.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
 
 /// `scripts/rabbitmq-cluster` with `args`; its output (a node number, a name).
 fn cluster(args: &[&str]) -> String {
@@ -515,13 +517,22 @@ async fn cluster_node_loss_costs_a_few_503s_and_every_accepted_event_gets_exactl
         "after recovery every event is answered 200"
     );
 
+    // Shutdown is bounded here: a worker that does not stop after a node loss is
+    // reported, not waited on forever (seen once; see the closing note of issue 11).
     gateway_stop.cancel();
-    let _ = gateway_task.await;
+    if tokio::time::timeout(SHUTDOWN_BOUND, gateway_task)
+        .await
+        .is_err()
+    {
+        eprintln!("cluster test: the gateway did not stop within {SHUTDOWN_BOUND:?}");
+    }
     for stop in &workers.stops {
         stop.cancel();
     }
-    for task in workers.tasks {
-        let _ = task.await;
+    for (n, task) in workers.tasks.into_iter().enumerate() {
+        if tokio::time::timeout(SHUTDOWN_BOUND, task).await.is_err() {
+            eprintln!("cluster test: worker {n} did not stop within {SHUTDOWN_BOUND:?}");
+        }
     }
 }
 
