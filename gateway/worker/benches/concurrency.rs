@@ -35,11 +35,10 @@ use spritz_service::{Broker, BrokerSettings};
 
 mod support;
 use support::{
-    Children, clock_ticks_per_second, cpu_ticks, env_usize, free_port, gateway_binary, percentile,
-    publish_lifecycle, rss_bytes, worker_metric,
+    Children, SIGNING_SECRET, clock_ticks_per_second, cpu_ticks, env_usize, free_port,
+    gateway_binary, percentile, publish_lifecycle, rss_bytes, spawn_serve, worker_metric,
 };
 
-const SIGNING_SECRET: &str = "bench-signing-secret";
 const BACKEND_TOKEN: &str = "bench-backend-token";
 const SERVICE_TOKEN: &str = "bench-service-token";
 const TEAM: &str = "TCONC";
@@ -151,24 +150,14 @@ async fn run() -> anyhow::Result<()> {
         ("SPRITZ_SLACK_API_BASE_URL", slack.base_url()),
         ("RUST_LOG", log),
     ];
-    let gateway = Command::new(&binary)
-        .arg("serve")
-        .envs(common.iter().map(|(k, v)| (*k, v.as_str())))
-        .env(
-            "SPRITZ_SLACK_GATEWAY_ADDR",
-            format!("127.0.0.1:{gateway_port}"),
-        )
-        .env("SPRITZ_SLACK_GATEWAY_PUBLIC_URL", &gateway_url)
-        .env("SPRITZ_SLACK_SIGNING_SECRET", SIGNING_SECRET)
-        .env("SPRITZ_SLACK_CLIENT_ID", "bench-client")
-        .env("SPRITZ_SLACK_CLIENT_SECRET", "bench-client-secret")
-        .env("SPRITZ_SLACK_OAUTH_STATE_SECRET", "bench-state-secret")
-        .env("SPRITZ_METRICS_ADDR", format!("127.0.0.1:{gateway_ops}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| {
-            format!("starting {binary} serve (build it with scripts/bench-concurrency)")
-        })?;
+    let gateway = spawn_serve(
+        &binary,
+        &common,
+        gateway_port,
+        gateway_ops,
+        &gateway_url,
+        "scripts/bench-concurrency",
+    )?;
     let worker = Command::new(&binary)
         .arg("worker")
         .envs(common.iter().map(|(k, v)| (*k, v.as_str())))

@@ -28,15 +28,14 @@ use spritz_service::metrics::BrokerMetrics;
 use spritz_service::{Broker, BrokerSettings};
 use tokio::sync::Mutex;
 
-const SIGNING_SECRET: &str = "bench-signing-secret";
 const BACKEND_TOKEN: &str = "bench-backend-token";
 const SERVICE_TOKEN: &str = "bench-service-token";
 const TEAM: &str = "TBENCH";
 
 mod support;
 use support::{
-    Children, clock_ticks_per_second, cpu_ticks, env_usize, free_port, gateway_binary, percentile,
-    publish_lifecycle, worker_metric,
+    Children, SIGNING_SECRET, clock_ticks_per_second, cpu_ticks, env_usize, free_port,
+    gateway_binary, percentile, publish_lifecycle, spawn_serve, worker_metric,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -80,22 +79,14 @@ async fn run() -> anyhow::Result<()> {
             std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".into()),
         ),
     ];
-    let gateway = Command::new(&binary)
-        .arg("serve")
-        .envs(common.iter().map(|(k, v)| (*k, v.as_str())))
-        .env(
-            "SPRITZ_SLACK_GATEWAY_ADDR",
-            format!("127.0.0.1:{gateway_port}"),
-        )
-        .env("SPRITZ_SLACK_GATEWAY_PUBLIC_URL", &gateway_url)
-        .env("SPRITZ_SLACK_SIGNING_SECRET", SIGNING_SECRET)
-        .env("SPRITZ_SLACK_CLIENT_ID", "bench-client")
-        .env("SPRITZ_SLACK_CLIENT_SECRET", "bench-client-secret")
-        .env("SPRITZ_SLACK_OAUTH_STATE_SECRET", "bench-state-secret")
-        .env("SPRITZ_METRICS_ADDR", format!("127.0.0.1:{gateway_ops}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {binary} serve (build it with scripts/bench-worker)"))?;
+    let gateway = spawn_serve(
+        &binary,
+        &common,
+        gateway_port,
+        gateway_ops,
+        &gateway_url,
+        "scripts/bench-worker",
+    )?;
     let worker = Command::new(&binary)
         .arg("worker")
         .envs(common.iter().map(|(k, v)| (*k, v.as_str())))

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::Context as _;
 use spritz_proto::properties::Envelope;
@@ -15,6 +15,38 @@ use spritz_proto::traceparent::TraceParent;
 use spritz_proto::{LifecycleEvent, MessageType, Phase};
 use spritz_sandbox::backend::TeamInstall;
 use spritz_service::Broker;
+
+/// The signing secret the benches' gateway verifies and their events carry.
+pub const SIGNING_SECRET: &str = "bench-signing-secret";
+
+/// Starts `binary serve` with the shared `common` variables, listening on
+/// `gateway_port` (Slack) and `ops_port` (metrics). `script` is named in the error
+/// when the binary is missing.
+pub fn spawn_serve(
+    binary: &str,
+    common: &[(&str, String)],
+    gateway_port: u16,
+    ops_port: u16,
+    public_url: &str,
+    script: &str,
+) -> anyhow::Result<Child> {
+    Command::new(binary)
+        .arg("serve")
+        .envs(common.iter().map(|(k, v)| (*k, v.as_str())))
+        .env(
+            "SPRITZ_SLACK_GATEWAY_ADDR",
+            format!("127.0.0.1:{gateway_port}"),
+        )
+        .env("SPRITZ_SLACK_GATEWAY_PUBLIC_URL", public_url)
+        .env("SPRITZ_SLACK_SIGNING_SECRET", SIGNING_SECRET)
+        .env("SPRITZ_SLACK_CLIENT_ID", "bench-client")
+        .env("SPRITZ_SLACK_CLIENT_SECRET", "bench-client-secret")
+        .env("SPRITZ_SLACK_OAUTH_STATE_SECRET", "bench-state-secret")
+        .env("SPRITZ_METRICS_ADDR", format!("127.0.0.1:{ops_port}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {binary} serve (build it with {script})"))
+}
 
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
